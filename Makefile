@@ -1,0 +1,36 @@
+# boardsync - `make` lists the targets.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint check bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install boardsync with its dev tools
+
+demo: $(STAMP) ## Sync the whole reference market from the bundled simulator into SQLite
+	$(BIN)/boardsync --log-level WARNING sync --sim reference --force --db sqlite:///data/demo.db --state data/demo_state.json
+
+test: $(STAMP) ## Run the test suite (PostgreSQL tests need BOARDSYNC_TEST_PG_URL or skip)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check backend tests bench
+
+check: test lint ## Tests and lint
+
+bench: $(STAMP) ## Run the benchmarks under bench/
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## Remove the virtualenv, caches and demo data
+	rm -rf $(VENV) build *.egg-info backend/*.egg-info .pytest_cache .ruff_cache data/demo*

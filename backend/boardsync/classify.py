@@ -1,0 +1,173 @@
+"""One classifier: every failure becomes an error class with its decisions, as data.
+
+``rotate`` — evict the IP (``mark_failed``) before trying again; ``retry`` — put the board
+back at the tail of the queue. ``rotate_after`` lets a class be forgiven once: a single
+connection reset on an otherwise healthy IP is usually noise (the reference run saw ~7 %), and
+rotating on each one burns an IP of the day's ration; a second failure in a row on the same
+IP is treated as a ban. ``ban_signal`` tells adaptive pacing to slow down. The worker applies
+the table; nothing else decides.
+
+Why a table: the worker, the board-list fetch and the daemon must agree on every failure, and
+a parametrized test over :mod:`boardsync.errors` proves each class has a decision (STYLE §4).
+The keys are the ``error_class`` strings the exceptions carry (what metrics and the state
+file record), plus two refinements of ``http_status`` by status code: ``http_5xx`` and
+``http_retryable`` (408/425 and 3xx redirects, typically to a verification page).
+
+Rules of thumb behind the table:
+
+* anything that may mean "this IP is burnt" (timeouts, resets, bans, HTML or ``data: null``
+  where rows belong, 5xx) rotates the IP and retries;
+* a board that does not add up (``incomplete``) is retried on the *same* IP: the IP
+  answered fine, the data moved while we paged;
+* bad input, bad configuration, refused credentials and other 4xx are never retried:
+  retrying cannot fix them;
+* running out of quota stops the run (the caller checks for ``QuotaExhausted``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .errors import BoardsyncError, ConfigError, HTTPStatusError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do after a failure of one class.
+
+    Args:
+        rotate: evict the IP the failure happened on.
+        retry: try the board again (at the tail of the queue), budget permitting.
+        log_level: how loudly to log it.
+        rotate_after: consecutive failures on the same IP before ``rotate`` applies (1 = at once).
+        ban_signal: the failure says "this IP is going too fast" (slows adaptive pacing down).
+    """
+
+    rotate: bool
+    retry: bool
+    log_level: int = logging.WARNING
+    rotate_after: int = 1
+    ban_signal: bool = False
+
+
+W, E, L = logging.WARNING, logging.ERROR, logging.INFO  # L: low (info)
+
+#: The decision table, keyed by ``error_class`` (see :mod:`boardsync.errors`).
+DECISIONS: dict[str, Decision] = {
+    "timeout": Decision(rotate=True, retry=True, log_level=W),
+    "connection": Decision(rotate=True, retry=True, log_level=L, rotate_after=2, ban_signal=True),
+    "blocked": Decision(rotate=True, retry=True, log_level=W, ban_signal=True),
+    "proxy_dead": Decision(rotate=True, retry=True, log_level=L),
+    "http_status": Decision(rotate=False, retry=False, log_level=E),
+    "http_5xx": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
+    "http_retryable": Decision(rotate=True, retry=True, log_level=W, ban_signal=True),
+    "invalid_json": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
+    "empty_data": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
+    "incomplete": Decision(rotate=False, retry=True, log_level=L),
+    "upstream": Decision(rotate=True, retry=True, log_level=W),
+    "no_code": Decision(rotate=False, retry=False, log_level=W),
+    "bad_request": Decision(rotate=False, retry=False, log_level=E),
+    "proxy": Decision(rotate=True, retry=True, log_level=W),
+    "extract_throttled": Decision(rotate=False, retry=True, log_level=L),
+    "quota_exhausted": Decision(rotate=False, retry=False, log_level=W),
+    "provider_auth": Decision(rotate=False, retry=False, log_level=E),
+    "provider_error": Decision(rotate=False, retry=True, log_level=W),
+    "storage": Decision(rotate=False, retry=False, log_level=E),
+    "db_unavailable": Decision(rotate=False, retry=True, log_level=W),
+    "locked": Decision(rotate=False, retry=False, log_level=E),
+    "suspicious": Decision(rotate=False, retry=False, log_level=W),
+    "state": Decision(rotate=False, retry=False, log_level=E),
+    "bad_config": Decision(rotate=False, retry=False, log_level=E),
+    "retries_exhausted": Decision(rotate=False, retry=False, log_level=E),
+    "interrupted": Decision(rotate=False, retry=True, log_level=L),
+    "unexpected": Decision(rotate=False, retry=True, log_level=E),
+}
+
+
+def http_status_class(status: int) -> str:
+    """The table key for a plain :class:`~boardsync.errors.HTTPStatusError` with ``status``.
+
+    5xx may pass on another IP (``http_5xx``); 403/429 are bans (``blocked``, in case one is
+    raised as a plain status error); 408/425 and 3xx (a redirect, usually to a verification
+    page: the client never follows redirects) are ``http_retryable``; any other status (404,
+    400, 401) will not get better by asking again (``http_status``).
+    """
+    if status >= 500:
+        return "http_5xx"
+    if status in (403, 429):
+        return "blocked"
+    if status in (408, 425) or 300 <= status < 400:
+        return "http_retryable"
+    return "http_status"
+
+
+def error_class_of(exc: BaseException) -> str:
+    """The table key for ``exc``: its ``error_class``, refined by HTTP status.
+
+    Unknown exceptions (not a :class:`~boardsync.errors.BoardsyncError`) are ``unexpected``;
+    ``KeyboardInterrupt``/``SystemExit`` are ``interrupted``.
+    """
+    if isinstance(exc, HTTPStatusError) and exc.error_class == "http_status":
+        return http_status_class(exc.status)
+    if isinstance(exc, BoardsyncError):
+        return exc.error_class
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "interrupted"
+    return "unexpected"
+
+
+def classify(exc: BaseException) -> tuple[str, Decision]:
+    """``(error_class, decision)`` for any exception.
+
+    Unknown exceptions retry without rotating and log at ERROR: a bug should not burn IPs but
+    should not silently drop a board either. A :class:`~boardsync.errors.BoardsyncError`
+    subclass whose ``error_class`` is missing from the table gets the ``unexpected`` decision
+    (and a warning, since the table test should have caught it).
+    """
+    name = error_class_of(exc)
+    decision = DECISIONS.get(name)
+    if decision is None:
+        logger.warning("Classify: no decision for error class %r; treated as unexpected", name)
+        decision = DECISIONS["unexpected"]
+    return name, decision
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How many attempts a board has had, immutable, with the classes of its failures.
+
+    ``increment`` returns a new budget; ``is_exhausted`` is a pure check. With
+    ``max_retry=10`` a board is a permanent failure after its 10th failed attempt (``0`` is
+    treated as 1: every board gets at least one attempt, as the worker does).
+
+    Example: ``RetryBudget(2).increment("timeout").increment("blocked").is_exhausted()`` is
+    True, with ``history == ("timeout", "blocked")``.
+    """
+
+    max_retry: int = 10
+    history: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_retry < 0:
+            raise ConfigError(f"max_retry must be >= 0, got {self.max_retry}", key="max_retry")
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts so far."""
+        return len(self.history)
+
+    @property
+    def last(self) -> str | None:
+        """Error class of the latest failure, None before any."""
+        return self.history[-1] if self.history else None
+
+    def increment(self, error_class: str) -> RetryBudget:
+        """A new budget with one more failed attempt recorded (this one is unchanged)."""
+        return RetryBudget(self.max_retry, (*self.history, error_class))
+
+    def is_exhausted(self) -> bool:
+        """True once ``max(1, max_retry)`` attempts have failed (pure, no side effect)."""
+        return self.attempts >= max(1, self.max_retry)

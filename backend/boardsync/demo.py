@@ -1,0 +1,51 @@
+"""Run boardsync against the bundled simulator: settings pointed at it, durations scaled.
+
+``boardsync sync --sim reference`` starts the simulator in-process on loopback ports and
+syncs from it through its proxy provider, so the whole product can be tried (and demoed)
+with no internet. Every duration the client uses is multiplied by the same time scale the
+simulator applies, so the run keeps the reference run's proportions in a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Settings that are durations and therefore scale with the simulator's time scale.
+SCALED_KEYS = ("req_delay_min", "req_delay_max", "ip_ttl", "extract_interval",
+               "connect_timeout", "read_timeout", "stagger", "max_age", "shutdown_timeout",
+               "pacing_floor", "breaker_cooldown")
+
+
+def scaled(settings: Settings, scale: float, **endpoints: Any) -> Settings:
+    """``settings`` with every duration multiplied by ``scale`` and ``endpoints`` applied."""
+    changes: dict[str, Any] = {k: getattr(settings, k) * scale for k in SCALED_KEYS}
+    # Timeouts must stay above the simulator's scaled latency tail; 50 ms is the floor.
+    changes["connect_timeout"] = max(0.05, changes["connect_timeout"])
+    changes["read_timeout"] = max(0.05, changes["read_timeout"])
+    changes["max_age"] = settings.max_age  # freshness is wall-clock, not simulated
+    changes.update(endpoints)
+    return settings.replace(**changes)
+
+
+@contextmanager
+def simulated(settings: Settings, scenario: str, *, time_scale: float, seed: int,
+              proxy: str = "api") -> Iterator[tuple[Settings, Any]]:
+    """Start the simulator and yield ``(settings pointed at it, simulator)``."""
+    from .sim import Simulator, load_scenario
+
+    with Simulator(load_scenario(scenario), time_scale=time_scale, seed=seed) as sim:
+        endpoints: dict[str, Any] = {"upstream_url": sim.upstream_url, "proxy": proxy}
+        if proxy == "api":
+            endpoints.update(proxy_api_url=sim.extract_url, proxy_api_key=sim.api_key)
+        elif proxy == "tunnel":
+            endpoints.update(proxy_tunnel_url=sim.tunnel_url)
+        logger.info("Simulator %s: upstream %s, time scale %s, seed %s", scenario,
+                    sim.upstream_url, time_scale, seed)
+        yield scaled(settings, time_scale, **endpoints), sim

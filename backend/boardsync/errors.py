@@ -1,0 +1,210 @@
+"""The one exception hierarchy of boardsync.
+
+Every failure the library raises is a :class:`BoardsyncError`. Third-party exceptions
+(`requests`, `sqlalchemy`, `psycopg2`) are translated into these at one boundary (the
+fetch client, the proxy sources, the store) with ``raise ... from e`` so the cause is
+kept. Each upstream/proxy error carries an ``error_class`` string: the key the
+classifier (:mod:`boardsync.classify`) looks up to decide whether to rotate the IP and
+whether to retry. Errors caused by bad input also inherit from :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+
+class BoardsyncError(Exception):
+    """Root of every error boardsync raises; catch this to catch them all."""
+
+    #: Name the classifier maps to a decision; subclasses override it.
+    error_class: str = "unexpected"
+
+
+# --- configuration and usage -------------------------------------------------------
+
+
+class ConfigError(BoardsyncError, ValueError):
+    """A configuration value or CLI usage is invalid; never retried (exit code 2)."""
+
+    error_class = "bad_config"
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# --- upstream (East Money) -------------------------------------------------------
+
+
+class UpstreamError(BoardsyncError):
+    """A request to the upstream failed; base of every fetch failure (see the classifier)."""
+
+    error_class = "upstream"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: Key of the proxy the request went through (``None`` when direct).
+        self.proxy = proxy
+        #: The URL with secrets removed.
+        self.url = url
+        #: Seconds the server asked us to wait, when it said so.
+        self.retry_after = retry_after
+
+
+class FetchTimeout(UpstreamError):
+    """The upstream (or the proxy) did not answer within the timeout; safe to retry elsewhere."""
+
+    error_class = "timeout"
+
+
+class ConnectionFailed(UpstreamError):
+    """The connection was reset, refused or closed without a reply; safe to retry on a new IP."""
+
+    error_class = "connection"
+
+
+class HTTPStatusError(UpstreamError):
+    """The upstream answered with a non-200 status; the code decides whether to rotate."""
+
+    error_class = "http_status"
+
+    def __init__(self, message: str, *, status: int, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.status = status
+
+
+class Blocked(HTTPStatusError):
+    """The upstream refused this identity (HTTP 403/429): rotate the IP, then retry."""
+
+    error_class = "blocked"
+
+
+class InvalidResponse(UpstreamError, ValueError):
+    """The body is not the expected JSON envelope (HTML, truncated, bad types); retry elsewhere."""
+
+    error_class = "invalid_json"
+
+
+class EmptyData(UpstreamError):
+    """``data`` was null or empty where rows were expected; may be a soft ban, retry on a new IP."""
+
+    error_class = "empty_data"
+
+
+class IncompleteData(UpstreamError):
+    """The pages fetched do not add up to ``data.total``; retry the whole board."""
+
+    error_class = "incomplete"
+
+
+class BoardNotFound(UpstreamError):
+    """The board list no longer contains this board (deleted upstream); not retried."""
+
+    error_class = "no_code"
+
+
+class BadRequest(UpstreamError, ValueError):
+    """A code or parameter we were about to send is malformed; a bug or bad input, not retried."""
+
+    error_class = "bad_request"
+
+
+# --- proxies --------------------------------------------------------------------------
+
+
+class ProxyError(BoardsyncError):
+    """A failure of the proxy layer (provider API or proxy itself)."""
+
+    error_class = "proxy"
+
+
+class ProxyDead(ProxyError, UpstreamError):
+    """The proxy refused or dropped our connection before reaching the upstream; evict it."""
+
+    error_class = "proxy_dead"
+
+
+class ExtractionThrottled(ProxyError):
+    """The provider said we called its extraction API too fast; wait and call again."""
+
+    error_class = "extract_throttled"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExhausted(ProxyError):
+    """No more IPs may be extracted (``--max-ips`` or the provider's daily quota); stop cleanly."""
+
+    error_class = "quota_exhausted"
+
+
+class ProviderAuthError(ProxyError, ValueError):
+    """The provider refused our key or signature; a configuration problem, not retried."""
+
+    error_class = "provider_auth"
+
+
+class ProviderError(ProxyError):
+    """The provider answered with an error we do not recognise or a malformed body; retry later."""
+
+    error_class = "provider_error"
+
+
+# --- storage and state ---------------------------------------------------------------
+
+
+class StorageError(BoardsyncError):
+    """The database failed; the transaction was rolled back, nothing was half-written."""
+
+    error_class = "storage"
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached or the connection was cut; safe to retry with backoff."""
+
+    error_class = "db_unavailable"
+
+
+class Locked(StorageError):
+    """Another sync holds the run lock on this database; exit with the "locked" code."""
+
+    error_class = "locked"
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class SuspiciousData(BoardsyncError):
+    """A board came back empty or shrank beyond the allowed fraction; held back, not written."""
+
+    error_class = "suspicious"
+
+
+class StateError(BoardsyncError):
+    """The state file cannot be read, parsed or written."""
+
+    error_class = "state"
+
+
+class RetriesExhausted(BoardsyncError):
+    """A board failed ``max_retry`` times; the last cause is kept in ``reason``."""
+
+    error_class = "retries_exhausted"
+
+    def __init__(self, message: str, reason: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Interrupted(BoardsyncError):
+    """A stop was requested (signal or shutdown) before the work finished."""
+
+    error_class = "interrupted"

@@ -1,0 +1,135 @@
+"""The simulated proxy provider's extraction API (``GET /get?key=&num=&format=txt|json``).
+
+Modelled on the zhima / juliang family (``PROXY_PROVIDERS.md`` §1.3): errors are HTTP 200 with
+a JSON body even when text was asked for; too-fast calls get code 111 "请2秒后再试", an
+exhausted daily quota code 121, a wrong key code 113. Text success is ``ip:port,seconds_left``
+lines joined by CRLF; JSON success is ``{"code":0,"success":true,"data":[{ip, port,
+expire_time, ttl, outip}]}``. ``seconds_left``/``ttl`` are real (scaled) seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .gateway import Gateway, IssuedIP, fake_identity
+from .httpd import Conn, Reply, Request
+from .state import SimState
+
+logger = logging.getLogger(__name__)
+
+ERR_TOO_FAST = {"code": 111, "data": [], "msg": "请2秒后再试", "success": False}
+ERR_QUOTA = {"code": 121, "msg": "今日提取数量已用完 (daily quota exhausted)", "success": False,
+             "data": []}
+ERR_KEY = {"code": 113, "msg": "请添加白名单或检查key (invalid key)", "success": False,
+           "data": []}
+ERR_PARAM = {"code": 116, "msg": "参数错误 (bad parameter)", "success": False, "data": []}
+
+
+def _json(obj: Any) -> Reply:
+    return Reply(200, json.dumps(obj, ensure_ascii=False).encode("utf-8"),
+                 "application/json; charset=utf-8")
+
+
+def format_seconds(seconds: float) -> str:
+    """``3.0`` -> ``"3"``, ``0.6`` -> ``"0.6"`` (real seconds, millisecond precision)."""
+    return format(round(seconds, 3), "g")
+
+
+class Provider:
+    """Extraction API state: last call, quota per simulated day, the issued IPs."""
+
+    def __init__(self, state: SimState, gateway: Gateway, api_key: str,
+                 epoch: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.gateway = gateway
+        self.api_key = api_key
+        self.epoch = epoch
+        self.rng = random.Random(f"{state.seed}:provider")
+        self.last_served: float | None = None
+        self.quota_day = 0
+        self.used_today = 0
+        self.day_offset = 0  # advanced by Simulator.advance_day (a new day, a new quota)
+        self.issued: list[IssuedIP] = []
+        self._identities: set[str] = set()
+
+    def new_day(self) -> None:
+        """Start a new quota day now (called when the market advances a day)."""
+        self.day_offset += 1
+
+    def _day(self, now: float) -> int:
+        length = self.state.scenario.day_length_s
+        return (int(now // length) if length > 0 else 0) + self.day_offset
+
+    async def handle(self, request: Request, conn: Conn | None = None) -> Reply:
+        if request.path != "/get":
+            return Reply(404, b'{"code":404,"msg":"not found","success":false,"data":[]}')
+        st = self.state
+        s = st.scenario
+        params = request.query
+        now = st.now()
+        with st.lock:
+            c = st.counters
+            c.extract_calls += 1
+            if params.get("key") != self.api_key:
+                c.extract_refused_key += 1
+                return _json(ERR_KEY)
+            try:
+                num = int(params.get("num", "1"))
+            except ValueError:
+                num = 0
+            fmt = params.get("format", "txt")
+            if num < 1 or fmt not in ("txt", "json"):
+                c.extract_refused_other += 1
+                return _json(ERR_PARAM)
+            # Arrival jitter on loopback (threads, GIL) can make calls a client spaced exactly
+            # ``interval`` apart arrive a few ms closer; the tolerance absorbs that.
+            min_gap = s.extract_min_interval_s * (1 - s.extract_interval_tolerance)
+            if self.last_served is not None and now - self.last_served < min_gap:
+                c.extract_refused_too_fast += 1
+                return _json(ERR_TOO_FAST)
+            day = self._day(now)
+            if day != self.quota_day:
+                self.quota_day, self.used_today = day, 0
+            left = s.extract_quota_per_day - self.used_today
+            if left <= 0:
+                c.extract_refused_quota += 1
+                return _json(ERR_QUOTA)
+            self.last_served = now
+            count = min(num, left, s.extract_max_num)
+            self.used_today += count
+            fresh = [self._new_ip(now) for _ in range(count)]
+            c.ips_issued += count
+            c.ips_doa += sum(ip.doa for ip in fresh)
+            c.ips_bad += sum(ip.bad for ip in fresh)
+        for ip in fresh:
+            await self.gateway.open_ip(ip)
+        lifetime = st.real(s.ip_lifetime_s)
+        if fmt == "txt":
+            body = "\r\n".join(f"127.0.0.1:{ip.port},{format_seconds(lifetime)}" for ip in fresh)
+            return Reply(200, body.encode("ascii"), "text/plain; charset=utf-8")
+        expire = datetime.fromtimestamp(self.epoch() + lifetime).strftime("%Y-%m-%d %H:%M:%S")
+        data = [{"ip": "127.0.0.1", "port": ip.port, "expire_time": expire,
+                 "ttl": round(lifetime, 3), "outip": ip.identity} for ip in fresh]
+        return _json({"code": 0, "msg": "ok", "success": True, "data": data})
+
+    def _new_ip(self, now: float) -> IssuedIP:
+        s = self.state.scenario
+        while True:
+            identity = fake_identity(self.rng)
+            if identity not in self._identities:
+                self._identities.add(identity)
+                break
+        doa = self.rng.random() < s.ip_doa_fraction
+        bad = self.rng.random() < s.ip_bad_fraction
+        index = len(self.issued)
+        ip = IssuedIP(index=index, identity=identity, issued_at=now,
+                      expires_at=now + s.ip_lifetime_s, doa=doa, bad=bad,
+                      rng=random.Random(f"{self.state.seed}:ip:{index}"))
+        self.issued.append(ip)
+        return ip

@@ -1,0 +1,169 @@
+"""Scenario: every knob of the simulator in one frozen dataclass, loaded from TOML.
+
+Durations are in *simulated* seconds; the simulator multiplies each one by its ``time_scale``
+before sleeping or comparing with the real clock. Rates are per simulated second.
+A scenario file may group keys in any tables (``[market]``, ``[faults]`` ...); the tables are
+flattened, so every key name is unique across the file. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Fault classes drawn per upstream request, in the order the cumulative draw uses.
+FAULT_CLASSES: tuple[str, ...] = ("reset", "hang", "http_502", "html", "truncated", "null_data")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """All simulator settings. See ``scenarios/reference.toml`` for the calibration notes."""
+
+    name: str = "custom"
+    # -- market ---------------------------------------------------------------------------
+    stocks: int = 5320
+    industry_boards: int = 86
+    industry_memberships: int = 5450
+    concept_boards: int = 441
+    concept_memberships: int = 55756
+    region_boards: int = 0
+    largest_board: str = "BK0596"
+    largest_board_size: int = 3674
+    past_end: str = "empty"  # "empty" diff or "null" data past the last page
+    price_period_min_s: float = 60.0
+    price_period_max_s: float = 600.0
+    churn_joins: int = 30
+    churn_leaves: int = 30
+    # -- latency (lognormal) --------------------------------------------------------------
+    latency_median_s: float = 0.35
+    latency_p99_s: float = 1.5
+    # -- anti-bot -------------------------------------------------------------------------
+    rate_per_s: float = 1.0
+    burst: float = 5.0
+    ban_s: float = 60.0
+    ban_close_fraction: float = 0.7
+    # -- random faults (probability per upstream request) ---------------------------------
+    fault_reset: float = 0.0
+    fault_hang: float = 0.0
+    fault_http_502: float = 0.0
+    fault_html: float = 0.0
+    fault_truncated: float = 0.0
+    fault_null_data: float = 0.0
+    hang_s: float = 120.0
+    # -- proxy provider -------------------------------------------------------------------
+    extract_min_interval_s: float = 2.0
+    extract_interval_tolerance: float = 0.2
+    extract_quota_per_day: int = 200
+    extract_max_num: int = 20
+    day_length_s: float = 86400.0
+    ip_lifetime_s: float = 60.0
+    ip_doa_fraction: float = 0.0
+    ip_bad_fraction: float = 0.0
+    ip_bad_fault_rate: float = 0.0
+    tunnel_rotate_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` for values the simulator cannot honour."""
+        if self.past_end not in ("empty", "null"):
+            raise ConfigError(f"scenario {self.name}: past_end must be 'empty' or 'null'")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"scenario {self.name}: {f.name} must be >= 0, got {value}")
+        fractions = ("ban_close_fraction", "ip_doa_fraction", "ip_bad_fraction",
+                     "ip_bad_fault_rate", "extract_interval_tolerance")
+        for key in fractions + tuple(f"fault_{c}" for c in FAULT_CLASSES):
+            if getattr(self, key) > 1:
+                raise ConfigError(f"scenario {self.name}: {key} must be within [0, 1]")
+        if sum(self.fault_rates().values()) > 1:
+            raise ConfigError(f"scenario {self.name}: fault rates add up to more than 1")
+        if self.latency_median_s > 0 and self.latency_p99_s < self.latency_median_s:
+            raise ConfigError(f"scenario {self.name}: latency_p99_s below latency_median_s")
+        if self.industry_memberships < self.stocks:
+            raise ConfigError(f"scenario {self.name}: every stock needs an industry "
+                              "(industry_memberships >= stocks)")
+        if self.largest_board_size > self.stocks:
+            raise ConfigError(f"scenario {self.name}: largest_board_size > stocks")
+        if self.concept_boards and self.concept_memberships < self.largest_board_size + (
+                self.concept_boards - 1):
+            raise ConfigError(f"scenario {self.name}: concept_memberships too small")
+        if self.industry_boards < 1 or self.rate_per_s <= 0 or self.burst < 1:
+            raise ConfigError(f"scenario {self.name}: need industry boards, rate > 0, burst >= 1")
+        if self.price_period_max_s < self.price_period_min_s or self.price_period_min_s <= 0:
+            raise ConfigError(f"scenario {self.name}: bad price period range")
+
+    def fault_rates(self) -> dict[str, float]:
+        """``{fault class: probability per request}`` in draw order."""
+        return {c: float(getattr(self, f"fault_{c}")) for c in FAULT_CLASSES}
+
+    def with_overrides(self, **overrides: Any) -> Scenario:
+        """A copy with ``overrides`` applied (unknown keys raise ``ConfigError``)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown scenario keys: {', '.join(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``{key: value}`` (for the admin endpoint and logs)."""
+        return dataclasses.asdict(self)
+
+
+BUILTIN = ("reference", "clean", "hostile")
+
+
+def _flatten(table: dict[str, Any], into: dict[str, Any], where: str) -> None:
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _flatten(value, into, f"{where}[{key}]")
+        elif key in into:
+            raise ConfigError(f"scenario key {key!r} appears twice ({where})")
+        else:
+            into[key] = value
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a built-in scenario by name (``reference``, ``clean``, ``hostile``) or a TOML path.
+
+    Raises:
+        ConfigError: unknown keys, bad values, or a name that is neither built in nor a file.
+        FileNotFoundError: a path that does not exist.
+    """
+    text: str
+    name = str(name_or_path)
+    if name in BUILTIN:
+        text = (resources.files("boardsync") / "scenarios" / f"{name}.toml").read_text("utf-8")
+    else:
+        path = Path(name)
+        if path.suffix != ".toml" and not path.exists():
+            raise ConfigError(f"unknown scenario {name!r} (built in: {', '.join(BUILTIN)}, "
+                              "or a path to a .toml file)")
+        text = path.read_text("utf-8")
+        name = path.stem
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"scenario {name}: {e}") from e
+    flat: dict[str, Any] = {}
+    _flatten(raw, flat, "top level")
+    flat.setdefault("name", name)
+    known = {f.name: f for f in fields(Scenario)}
+    unknown = sorted(set(flat) - set(known))
+    if unknown:
+        raise ConfigError(f"scenario {name}: unknown keys {', '.join(unknown)}")
+    for key, value in flat.items():
+        default = getattr(Scenario, key, None)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            flat[key] = float(value)
+        elif default is not None and not isinstance(flat[key], type(default)):
+            raise ConfigError(f"scenario {name}: {key} must be {type(default).__name__}")
+    return Scenario(**flat)

@@ -1,0 +1,78 @@
+"""State shared by the simulator's components: clock, lock, market, anti-bot rules, counters."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .antibot import AntiBot
+from .market import Market
+from .scenario import Scenario
+
+
+@dataclass
+class Counters:
+    """Everything the simulator counts; mutated under ``SimState.lock``."""
+
+    requests: int = 0
+    not_found: int = 0
+    requests_by_board: Counter[str] = field(default_factory=Counter)
+    requests_by_identity: Counter[str] = field(default_factory=Counter)
+    list_requests: int = 0
+    bans: int = 0
+    banned_requests: int = 0
+    banned_closed: int = 0
+    banned_403: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    ips_issued: int = 0
+    ips_doa: int = 0
+    ips_bad: int = 0
+    ips_expired: int = 0
+    extract_calls: int = 0
+    extract_refused_too_fast: int = 0
+    extract_refused_quota: int = 0
+    extract_refused_key: int = 0
+    extract_refused_other: int = 0
+    gateway_requests: int = 0
+    gateway_refused: int = 0
+    gateway_auth_failed: int = 0
+    tunnel_requests: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            out[key] = dict(value) if isinstance(value, Counter) else value
+        return out
+
+
+class SimState:
+    """One simulator's mutable world. ``now()`` is simulated seconds since start."""
+
+    def __init__(self, scenario: Scenario, seed: int, time_scale: float,
+                 secret: str, monotonic: Callable[[], float] = time.monotonic) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
+        self.scenario = scenario
+        self.seed = seed
+        self.time_scale = time_scale
+        self.secret = secret
+        self.lock = threading.RLock()
+        self.market = Market(scenario, seed)
+        self.antibot = AntiBot(scenario, seed)
+        self.counters = Counters()
+        self.outage: str | None = None
+        self.shrink: dict[str, float] = {}
+        self._monotonic = monotonic
+        self._t0 = monotonic()
+
+    def now(self) -> float:
+        """Simulated seconds since the simulator started."""
+        return (self._monotonic() - self._t0) / self.time_scale
+
+    def real(self, sim_seconds: float) -> float:
+        """Real seconds for a simulated duration."""
+        return sim_seconds * self.time_scale

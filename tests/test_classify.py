@@ -1,0 +1,152 @@
+"""The classifier table: every error class has a decision; the hierarchy is sound."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import pytest
+
+from boardsync import errors
+from boardsync.classify import DECISIONS, RetryBudget, classify, http_status_class
+from boardsync.errors import BoardsyncError
+
+ERROR_CLASSES = sorted(
+    (obj for obj in vars(errors).values()
+     if inspect.isclass(obj) and issubclass(obj, BaseException)
+     and obj.__module__ == errors.__name__),
+    key=lambda cls: cls.__name__,
+)
+
+# (error_class, rotate, retry) for an instance of every class in errors.py (built by _make:
+# HTTPStatusError with 502, Blocked with 403). A new class in errors.py fails
+# test_expected_table_covers_errors_module until it is added here with its intended decision.
+EXPECTED: dict[str, tuple[str, bool, bool]] = {
+    "BoardsyncError": ("unexpected", False, True),
+    "ConfigError": ("bad_config", False, False),
+    "UpstreamError": ("upstream", True, True),
+    "FetchTimeout": ("timeout", True, True),
+    "ConnectionFailed": ("connection", True, True),
+    "HTTPStatusError": ("http_5xx", True, True),
+    "Blocked": ("blocked", True, True),
+    "InvalidResponse": ("invalid_json", True, True),
+    "EmptyData": ("empty_data", True, True),
+    "IncompleteData": ("incomplete", False, True),
+    "BoardNotFound": ("no_code", False, False),
+    "BadRequest": ("bad_request", False, False),
+    "ProxyError": ("proxy", True, True),
+    "ProxyDead": ("proxy_dead", True, True),
+    "ExtractionThrottled": ("extract_throttled", False, True),
+    "QuotaExhausted": ("quota_exhausted", False, False),
+    "ProviderAuthError": ("provider_auth", False, False),
+    "ProviderError": ("provider_error", False, True),
+    "StorageError": ("storage", False, False),
+    "DatabaseUnavailable": ("db_unavailable", False, True),
+    "Locked": ("locked", False, False),
+    "SuspiciousData": ("suspicious", False, False),
+    "StateError": ("state", False, False),
+    "RetriesExhausted": ("retries_exhausted", False, False),
+    "Interrupted": ("interrupted", False, True),
+}
+
+
+def _make(cls: type[BaseException]) -> BaseException:
+    if issubclass(cls, errors.HTTPStatusError):
+        return cls("x", status=403 if cls is errors.Blocked else 502)
+    return cls("x")
+
+
+def test_expected_table_covers_errors_module() -> None:
+    assert {cls.__name__ for cls in ERROR_CLASSES} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_every_error_subclasses_the_root_and_has_a_docstring(cls: type) -> None:
+    assert issubclass(cls, BoardsyncError)
+    assert cls.__doc__ and cls.__doc__.strip()
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_every_error_class_has_its_decision(cls: type[BaseException]) -> None:
+    assert cls.error_class in DECISIONS  # type: ignore[attr-defined]
+    name, decision = classify(_make(cls))
+    assert name in DECISIONS
+    assert decision is DECISIONS[name]
+    assert (name, decision.rotate, decision.retry) == EXPECTED[cls.__name__]
+    assert decision.rotate_after >= 1
+
+
+def test_every_table_entry_is_reachable() -> None:
+    reachable = {cls.error_class for cls in ERROR_CLASSES}  # type: ignore[attr-defined]
+    reachable |= {http_status_class(s) for s in range(100, 600)}
+    assert set(DECISIONS) <= reachable
+
+
+@pytest.mark.parametrize(
+    ("exc", "name", "rotate", "retry"),
+    [
+        (errors.FetchTimeout("t"), "timeout", True, True),
+        (errors.ConnectionFailed("c"), "connection", True, True),
+        (errors.Blocked("b", status=403), "blocked", True, True),
+        (errors.Blocked("b", status=429), "blocked", True, True),
+        (errors.ProxyDead("p"), "proxy_dead", True, True),
+        (errors.HTTPStatusError("s", status=502), "http_5xx", True, True),
+        (errors.HTTPStatusError("s", status=500), "http_5xx", True, True),
+        (errors.HTTPStatusError("s", status=408), "http_retryable", True, True),
+        (errors.HTTPStatusError("s", status=302), "http_retryable", True, True),
+        (errors.HTTPStatusError("s", status=429), "blocked", True, True),
+        (errors.HTTPStatusError("s", status=403), "blocked", True, True),
+        (errors.HTTPStatusError("s", status=404), "http_status", False, False),
+        (errors.HTTPStatusError("s", status=400), "http_status", False, False),
+        (errors.HTTPStatusError("s", status=401), "http_status", False, False),
+        (errors.InvalidResponse("j"), "invalid_json", True, True),
+        (errors.EmptyData("e"), "empty_data", True, True),
+        (errors.IncompleteData("i"), "incomplete", False, True),
+        (errors.BoardNotFound("n"), "no_code", False, False),
+        (errors.BadRequest("r"), "bad_request", False, False),
+        (errors.QuotaExhausted("q"), "quota_exhausted", False, False),
+        (errors.ExtractionThrottled("t"), "extract_throttled", False, True),
+        (errors.ProviderAuthError("a"), "provider_auth", False, False),
+        (errors.DatabaseUnavailable("d"), "db_unavailable", False, True),
+        (KeyError("bug"), "unexpected", False, True),
+        (KeyboardInterrupt(), "interrupted", False, True),
+    ],
+)
+def test_decisions(exc: BaseException, name: str, rotate: bool, retry: bool) -> None:
+    got_name, decision = classify(exc)
+    assert (got_name, decision.rotate, decision.retry) == (name, rotate, retry)
+
+
+def test_unexpected_errors_log_at_error_and_one_off_resets_are_forgiven_once() -> None:
+    assert classify(ValueError("x"))[1].log_level == logging.ERROR
+    assert classify(errors.ConnectionFailed("c"))[1].rotate_after == 2
+    assert classify(errors.Blocked("b", status=403))[1].rotate_after == 1
+    assert classify(errors.Blocked("b", status=403))[1].ban_signal
+
+
+def test_subclass_with_an_unknown_error_class_gets_the_unexpected_decision() -> None:
+    class Odd(BoardsyncError):
+        """Test-only."""
+
+        error_class = "odd"
+
+    assert classify(Odd("x")) == ("odd", DECISIONS["unexpected"])
+
+
+def test_retry_budget_is_immutable_with_history() -> None:
+    budget = RetryBudget(max_retry=2)
+    assert budget.last is None
+    one = budget.increment("timeout")
+    assert budget.attempts == 0 and one.attempts == 1 and not one.is_exhausted()
+    two = one.increment("blocked")
+    assert two.history == ("timeout", "blocked") and two.is_exhausted()
+    assert two.last == "blocked"
+    with pytest.raises(AttributeError):
+        two.max_retry = 5  # type: ignore[misc]
+
+
+def test_retry_budget_gives_at_least_one_attempt_and_refuses_negative() -> None:
+    assert not RetryBudget(max_retry=0).is_exhausted()
+    assert RetryBudget(max_retry=0).increment("timeout").is_exhausted()
+    with pytest.raises(errors.ConfigError):
+        RetryBudget(max_retry=-1)

@@ -1,0 +1,98 @@
+"""LocalTaskQueue: FIFO, retries to the tail, timeouts, close, thread safety."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from boardsync.models import Board
+from boardsync.queue import LocalTaskQueue, Task, TaskQueue
+
+
+def board(i: int) -> Board:
+    return Board(f"BK{i:04d}", f"board {i}", "industry")
+
+
+def test_task_is_frozen() -> None:
+    t = Task(0, board(1))
+    with pytest.raises(AttributeError):
+        t.retry_count = 1  # type: ignore[misc]
+
+
+def test_fifo_and_retries_go_to_the_tail() -> None:
+    q: TaskQueue = LocalTaskQueue()
+    for i in range(3):
+        q.put(Task(0, board(i)))
+    first = q.get(timeout=0)
+    assert first == Task(0, board(0))
+    q.put(Task(first.retry_count + 1, first.board))  # failed: back to the tail
+    q.done(first)
+    assert len(q) == 3
+    assert q.pending() == [Task(0, board(1)), Task(0, board(2)), Task(1, board(0))]
+    order = [q.get(timeout=0) for _ in range(3)]
+    assert order == [Task(0, board(1)), Task(0, board(2)), Task(1, board(0))]
+    assert len(q) == 0
+
+
+def test_get_times_out_with_none() -> None:
+    q = LocalTaskQueue()
+    t0 = time.monotonic()
+    assert q.get(timeout=0.01) is None
+    assert time.monotonic() - t0 < 1.0
+    assert q.get(timeout=0) is None
+
+
+def test_close_wakes_waiters_and_drains() -> None:
+    q = LocalTaskQueue()
+    q.put(Task(0, board(1)))
+    q.close()
+    assert q.get() == Task(0, board(1))  # what is left is still handed out
+    assert q.get() is None  # closed and empty: no wait even without a timeout
+    got: list[object] = []
+    q2 = LocalTaskQueue()
+    waiter = threading.Thread(target=lambda: got.append(q2.get()))
+    waiter.start()
+    q2.close()
+    waiter.join(2)
+    assert not waiter.is_alive() and got == [None]
+
+
+def test_put_after_close_is_kept_for_pending() -> None:
+    q = LocalTaskQueue()
+    q.close()
+    q.put(Task(2, board(7)))
+    assert q.pending() == [Task(2, board(7))]
+
+
+def test_in_flight_counts_taken_not_done() -> None:
+    q = LocalTaskQueue()
+    q.put(Task(0, board(1)))
+    t = q.get(timeout=0)
+    assert t is not None and q.in_flight() == 1
+    q.done(t)
+    assert q.in_flight() == 0
+
+
+def test_threads_take_every_task_exactly_once() -> None:
+    q = LocalTaskQueue()
+    n = 500
+    for i in range(n):
+        q.put(Task(0, board(i)))
+    taken: list[Task] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while (t := q.get(timeout=0.01)) is not None:
+            with lock:
+                taken.append(t)
+            q.done(t)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(5)
+    assert sorted(t.board.code for t in taken) == sorted(f"BK{i:04d}" for i in range(n))
+    assert q.in_flight() == 0

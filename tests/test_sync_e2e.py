@@ -1,0 +1,75 @@
+"""End to end: the whole reference market from the simulator into SQLite and PostgreSQL.
+
+Real sockets, real proxy extraction and gateway, real databases. Time is scaled down by the
+simulator's factor (both sides), so the ~7-minute reference run takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boardsync.config import load_settings
+from boardsync.demo import simulated
+from boardsync.store import Store
+from boardsync.sync import Sync
+
+SCALE = 0.02
+
+
+def _settings(db_url: str, tmp_path: Path, **flags: Any) -> Any:
+    base = {"db_url": db_url, "state_path": str(tmp_path / "state.json"), "progress": "none"}
+    return load_settings(base | flags, env={}, config_path=tmp_path / "none.toml"
+                         if (tmp_path / "none.toml").exists() else None)
+
+
+def _assert_equals_truth(db_url: str, truth: dict[str, frozenset[str]]) -> None:
+    store = Store(db_url)
+    mismatched = [code for code, members in truth.items()
+                  if store.member_codes(code) != set(members)]
+    assert mismatched == []
+
+
+@pytest.mark.slow
+def test_reference_scenario_complete_and_exact(db_url: str, tmp_path: Path) -> None:
+    base = _settings(db_url, tmp_path, force=True)
+    with simulated(base, "reference", time_scale=SCALE, seed=11) as (settings, sim):
+        summary = Sync(settings).run()
+        truth = sim.truth()
+        counters = sim.counters()
+        evictions = sim_evictions = None  # filled below
+        del evictions, sim_evictions
+    assert summary.status == "ok", summary
+    assert (summary.ok, summary.boards_total, summary.failed) == (527, 527, 0)
+    assert summary.rows_written == sum(len(m) for m in truth.values()) == 61206
+    _assert_equals_truth(db_url, truth)
+    assert counters["extract_refused_too_fast"] == 0
+    assert 0 < summary.ips_extracted <= settings.max_ips
+    assert counters["ips_issued"] == summary.ips_extracted
+    state = json.loads(Path(settings.state_path).read_text())
+    assert sum(1 for b in state["boards"].values() if b["status"] == "ok") == 527
+
+
+@pytest.mark.slow
+def test_too_few_ips_ends_partial_with_remaining_listed(sqlite_url: str, tmp_path: Path) -> None:
+    base = _settings(sqlite_url, tmp_path, force=True, max_ips=3, ip_ttl=20.0)
+    with simulated(base, "clean", time_scale=SCALE, seed=3) as (settings, sim):
+        summary = Sync(settings).run()
+        truth = sim.truth()
+    assert summary.status == "partial"
+    assert summary.ips_extracted <= 3
+    assert summary.stop_reason and "quota" in summary.stop_reason
+    assert summary.remaining, "boards left over must be listed"
+    state = json.loads(Path(settings.state_path).read_text())
+    pending = {c for c, b in state["boards"].items() if b["status"] in ("pending", "retrying")}
+    assert set(summary.remaining) <= pending | set(summary.remaining)
+    assert set(summary.remaining) | {c for c, b in state["boards"].items()
+                                     if b["status"] == "ok"} == set(truth)
+    # Every board that was written is exact.
+    store = Store(sqlite_url)
+    for code, board in state["boards"].items():
+        if board["status"] == "ok":
+            assert store.member_codes(code) == set(truth[code])
