@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -38,9 +37,7 @@ def test_fifo_and_retries_go_to_the_tail() -> None:
 
 def test_get_times_out_with_none() -> None:
     q = LocalTaskQueue()
-    t0 = time.monotonic()
     assert q.get(timeout=0.01) is None
-    assert time.monotonic() - t0 < 1.0
     assert q.get(timeout=0) is None
 
 
