@@ -192,6 +192,17 @@ def test_board_row_validation() -> None:
         "BK0475", "-", "concept")
 
 
+def test_board_size_hint_from_rising_and_falling_counts() -> None:
+    row = json.loads(ROW_FLTT1.read_text(encoding="utf-8"))
+    assert parse_board_row(row, "industry").size_hint == 118 + 21
+    base = {"f12": "BK0475", "f14": "银行"}
+    assert parse_board_row(base | {"f104": 30, "f105": 12}, "industry").size_hint == 42
+    # Only a scheduling hint: odd values are ignored, never an error.
+    for odd in ({}, {"f104": "-", "f105": "-"}, {"f104": 3}, {"f104": True, "f105": 1},
+                {"f104": -1, "f105": 5}, {"f104": 2.5, "f105": 1}, {"f104": 10**9, "f105": 0}):
+        assert parse_board_row(base | odd, "industry").size_hint is None, odd
+
+
 def test_redact_url_strips_userinfo() -> None:
     assert redact_url("http://u:secret@10.0.0.1:8080/x?q=1") == "http://10.0.0.1:8080/x?q=1"
     assert redact_url("https://push2.eastmoney.com") == "https://push2.eastmoney.com"

@@ -19,7 +19,7 @@ from boardsync.sim import Scenario, Simulator, load_scenario
 from boardsync.sim.antibot import AntiBot
 
 SCALE = 0.01
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "eastmoney"
+FIXTURES = Path(__file__).parent / "fixtures" / "eastmoney"
 CLIST = "/api/qt/clist/get"
 LIST_FS = {"industry": "m:90 t:2 f:!50", "concept": "m:90 t:3 f:!50"}
 

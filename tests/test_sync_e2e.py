@@ -40,8 +40,6 @@ def test_reference_scenario_complete_and_exact(db_url: str, tmp_path: Path) -> N
         summary = Sync(settings).run()
         truth = sim.truth()
         counters = sim.counters()
-        evictions = sim_evictions = None  # filled below
-        del evictions, sim_evictions
     assert summary.status == "ok", summary
     assert (summary.ok, summary.boards_total, summary.failed) == (527, 527, 0)
     assert summary.rows_written == sum(len(m) for m in truth.values()) == 61206
@@ -65,7 +63,7 @@ def test_too_few_ips_ends_partial_with_remaining_listed(sqlite_url: str, tmp_pat
     assert summary.remaining, "boards left over must be listed"
     state = json.loads(Path(settings.state_path).read_text())
     pending = {c for c, b in state["boards"].items() if b["status"] in ("pending", "retrying")}
-    assert set(summary.remaining) <= pending | set(summary.remaining)
+    assert set(summary.remaining) <= pending
     assert set(summary.remaining) | {c for c, b in state["boards"].items()
                                      if b["status"] == "ok"} == set(truth)
     # Every board that was written is exact.
@@ -73,3 +71,17 @@ def test_too_few_ips_ends_partial_with_remaining_listed(sqlite_url: str, tmp_pat
     for code, board in state["boards"].items():
         if board["status"] == "ok":
             assert store.member_codes(code) == set(truth[code])
+
+
+def test_largest_boards_are_fetched_first(sqlite_url: str, tmp_path: Path) -> None:
+    """One worker, so the order of first requests at the simulator is the queue order: it
+    must follow the board list's size hints (f104 + f105) from the largest down."""
+    base = _settings(sqlite_url, tmp_path, force=True, workers=1, kinds=("industry",),
+                     stagger=0.0)
+    with simulated(base, "clean", time_scale=SCALE, seed=5) as (settings, sim):
+        summary = Sync(settings).run()
+        hints = {b.code: b.size_hint for b in sim.boards()}
+        first_seen = list(sim.counters()["requests_by_board"])
+    assert summary.status == "ok" and len(first_seen) == summary.ok == 86
+    sizes = [hints[code] for code in first_seen]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]

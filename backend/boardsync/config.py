@@ -36,6 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ip_ttl": 45.0,
         "extract_interval": 2.0,
         "pacing": "fixed",
+        "board_order": "listed",
     },
     # Pace by what the upstream allows (docs/BENCHMARKS.md): AIMD spacing learned down from
     # 1.5 s to a 1.05 s floor (the anti-bot's 1 req/s per IP plus 5 %), the IP's burst used
@@ -108,6 +109,9 @@ FIELDS: dict[str, Field] = {
     "connect_timeout": Field(float, 5.0, "TCP connect timeout, seconds"),
     "read_timeout": Field(float, 10.0, "read timeout, seconds"),
     "stagger": Field(float, 1.0, "seconds between starting consecutive workers"),
+    "board_order": Field(str, "largest", "largest: biggest boards first (last known member "
+                         "count, else the list's rising+falling count) so no big board is "
+                         "left paging alone at the end; listed: upstream list order"),
     "shrink_threshold": Field(float, 0.5, "hold back a board that shrinks by more than this"),
     "accept_shrink": Field(bool, False, "write boards that shrank or came back empty anyway"),
     "shutdown_timeout": Field(float, 30.0, "seconds a graceful stop may take"),
@@ -183,6 +187,7 @@ class Settings:
     connect_timeout: float
     read_timeout: float
     stagger: float
+    board_order: str
     shrink_threshold: float
     accept_shrink: bool
     shutdown_timeout: float
@@ -240,6 +245,7 @@ class Settings:
         _check_min("page_retries", self.page_retries, 1)
         _check_min("breaker_ips", self.breaker_ips, 0, "0 disables the breaker")
         _check_choice("pacing", self.pacing, ("fixed", "adaptive"))
+        _check_choice("board_order", self.board_order, ("largest", "listed"))
         _check_min("max_ips", self.max_ips, 1)
         _check_min("extract_batch", self.extract_batch, 1)
         _check_min("pacing_burst", self.pacing_burst, 1)

@@ -108,7 +108,7 @@ MAX_TOTAL = 100_000
 #: Default bound on pages per fetch (see the module docstring, "Page budget").
 DEFAULT_MAX_PAGES = 200
 MEMBER_FIELDS = "f12,f13,f14"
-BOARD_FIELDS = "f12,f13,f14,f2,f3,f124"
+BOARD_FIELDS = "f12,f13,f14,f2,f3,f104,f105,f124"
 
 _JSONP_RE = re.compile(r"^[A-Za-z_$][\w$.]*\s*\(")
 _USERINFO_RE = re.compile(r"(?<=//)[^/@\s]+@")
@@ -299,7 +299,18 @@ def parse_board_row(row: object, kind: str) -> Board:
     if not is_board_code(code):
         raise _invalid(f"board code f12 is not BK + 4 digits: {code!r}"[:120])
     assert isinstance(code, str)
-    return Board(code=code, name=_parse_name(row), kind=kind)
+    return Board(code=code, name=_parse_name(row), kind=kind, size_hint=_size_hint(row))
+
+
+def _size_hint(row: Mapping[str, object]) -> int | None:
+    """``f104 + f105`` (rising + falling members) when both are sane counts, else ``None``.
+
+    Only a scheduling hint, so a missing or odd value is ignored rather than rejected.
+    """
+    counts = [row.get("f104"), row.get("f105")]
+    if all(type(c) is int and 0 <= c <= MAX_TOTAL for c in counts):
+        return sum(counts)  # type: ignore[arg-type]
+    return None
 
 
 # --- results ----------------------------------------------------------------------------

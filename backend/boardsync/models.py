@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Board kinds and the ``fs`` filter that lists each kind upstream.
 KIND_FILTERS: dict[str, str] = {
@@ -40,11 +40,17 @@ def is_stock_code(code: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Board:
-    """One sector board: ``code`` like ``BK0475``, its name and kind (industry/concept/region)."""
+    """One sector board: ``code`` like ``BK0475``, its name and kind (industry/concept/region).
+
+    ``size_hint`` is an estimate of the member count from the board list (rising + falling
+    members, ``f104 + f105``; flat and suspended stocks are missing from it), or ``None``. It
+    only orders the work (largest boards first) and never takes part in equality.
+    """
 
     code: str
     name: str
     kind: str
+    size_hint: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -195,6 +195,23 @@ def build_proxy_manager(settings: Settings, *, now: Callable[[], float] = time.m
         demand_sized=settings.extract_batch > 1,
         prefetch=min(settings.extract_batch, resolve_workers(settings)[0] + 1),
     )
+
+
+def largest_first(boards: list[Board], known: Mapping[str, int]) -> list[Board]:
+    """``boards`` with the biggest first, by last known member count, else the list's hint.
+
+    A board's pages go through one worker one after another, so a big board that starts
+    late finishes long after the others and leaves the rest of the IPs idle; starting the
+    big ones first (longest-processing-time-first scheduling) lets the small ones fill in
+    around them. Boards of unknown size keep their list order, after the known ones.
+    """
+    def size(board: Board) -> int:
+        count = known.get(board.code)
+        if count:
+            return count
+        return board.size_hint if board.size_hint is not None else -1
+
+    return sorted(boards, key=size, reverse=True)
 
 
 def resolve_workers(settings: Settings) -> tuple[int, str]:
@@ -504,7 +521,7 @@ class Sync:
         boards = self._board_list(run_id)
         if boards is None:
             return
-        todo = self._select(run_id, mode, boards)
+        todo = self._order(self._select(run_id, mode, boards))
         self.summary.boards_total = len(todo)
         if not todo and not self.summary.deleted:
             self.summary.status = NOTHING_TO_DO
@@ -611,6 +628,12 @@ class Sync:
             logger.warning("Run %s: board %s is not in the %s lists", run_id, code,
                            ",".join(s.kinds))
         return todo
+
+    def _order(self, boards: list[Board]) -> list[Board]:
+        """The boards in the order they are queued (see :func:`largest_first`)."""
+        if self.settings.board_order == "listed":
+            return boards
+        return largest_first(boards, self._previous)
 
     def _reconcile(self, run_id: str, board: Board, row: Any) -> None:
         """Record in the state file a board this run wrote before a kill could record it.

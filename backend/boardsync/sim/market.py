@@ -8,20 +8,17 @@ client pages through it, as the real one does in trading hours.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 
 from ..models import Board
 from .scenario import Scenario
 
 logger = logging.getLogger(__name__)
 
-FIXTURE_NAME = "industry_board_fundflow_list_p1_of_86_jsonp_candlescyther.json"
 
 #: Real industry codes and names (East Money old scheme) beyond the 50 in the real capture.
 EXTRA_INDUSTRIES: tuple[tuple[str, str], ...] = (
@@ -115,46 +112,21 @@ class BoardInfo:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def fixture_path() -> Path | None:
-    """Where the real industry capture lives (repo checkout or ../shared), if anywhere."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        for candidate in (parent / "shared" / "fixtures" / "eastmoney" / FIXTURE_NAME,
-                          parent.parent / "shared" / "fixtures" / "eastmoney" / FIXTURE_NAME):
-            if candidate.exists():
-                return candidate
-    return None
-
-
 def real_industries() -> list[tuple[str, str]]:
-    """Industry (code, name) pairs: the 50 from the real capture (when present), then known ones."""
+    """Industry (code, name) pairs: the real ones bundled with the package, then known ones.
+
+    Read from package data only, never from a path beside the checkout, so the market is the
+    same for a given seed wherever boardsync is installed.
+    """
+    text = (resources.files("boardsync") / "scenarios" / "industries.txt").read_text("utf-8")
     pairs: list[tuple[str, str]] = []
-    path = fixture_path()
-    if path is not None:
-        try:
-            text = path.read_text("utf-8")
-            doc = json.loads(text[text.index("(") + 1:text.rindex(")")])
-            pairs = [(r["f12"], r["f14"]) for r in doc["data"]["diff"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            logger.warning("Market: cannot read %s, using built-in industry names", path)
-            pairs = []
-    if not pairs:
-        pairs = [(c, n) for c, n in _bundled_industries()]
-    seen = {c for c, _ in pairs}
-    for code, name in EXTRA_INDUSTRIES:
+    seen: set[str] = set()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    for code, name in [*(tuple(line.split(",", 1)) for line in lines), *EXTRA_INDUSTRIES]:
         if code not in seen:
             pairs.append((code, name))
             seen.add(code)
     return pairs
-
-
-def _bundled_industries() -> list[tuple[str, str]]:
-    # Fallback when the shared fixture directory is not beside the install (a user's machine).
-    try:
-        text = (resources.files("boardsync") / "scenarios" / "industries.txt").read_text("utf-8")
-    except (OSError, FileNotFoundError):
-        return []
-    return [tuple(line.split(",", 1)) for line in text.splitlines() if "," in line]  # type: ignore[misc]
 
 
 def draw_sizes(rng: random.Random, n: int, total: int, lo: int, hi: int,
@@ -340,9 +312,10 @@ class Market:
         return {code: frozenset(m) for code, m in self.members.items()}
 
     def board_list(self) -> list[Board]:
-        """Every live board as a ``models.Board``, by kind then code."""
+        """Every live board as a ``models.Board`` (size hint = the list's ``f104 + f105``),
+        by kind then code."""
         order = {"industry": 0, "concept": 1, "region": 2}
-        return [Board(b.code, b.name, b.kind) for b in sorted(
+        return [Board(b.code, b.name, b.kind, b.up + b.down) for b in sorted(
             self.boards.values(), key=lambda b: (order.get(b.kind, 9), b.code))]
 
     def totals(self) -> dict[str, int]:
