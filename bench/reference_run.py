@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import math
 import sys
 import tempfile
@@ -108,7 +109,8 @@ def main() -> int:
     ap.add_argument("--only", choices=("baseline", "best"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=os.environ.get("BENCH_LOG_LEVEL", "ERROR"),
+                        format="%(relativeCreated)8.0f %(threadName)s %(message)s")
 
     scn = load_scenario("reference")
     rules = rules_of(scn)

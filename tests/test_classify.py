@@ -117,9 +117,9 @@ def test_decisions(exc: BaseException, name: str, rotate: bool, retry: bool) -> 
     assert (got_name, decision.rotate, decision.retry) == (name, rotate, retry)
 
 
-def test_unexpected_errors_log_at_error_and_one_off_resets_are_forgiven_once() -> None:
+def test_unexpected_errors_log_at_error_and_occasional_resets_are_forgiven() -> None:
     assert classify(ValueError("x"))[1].log_level == logging.ERROR
-    assert classify(errors.ConnectionFailed("c"))[1].rotate_after == 2
+    assert classify(errors.ConnectionFailed("c"))[1].rotate_after == 3
     assert classify(errors.Blocked("b", status=403))[1].rotate_after == 1
     assert classify(errors.Blocked("b", status=403))[1].ban_signal
 

@@ -300,7 +300,7 @@ class Worker:
         if seconds > 0 and self.sync.fetch_stop.wait(seconds):
             raise Interrupted("stop requested")
 
-    def _pace(self) -> None:
+    def pace(self) -> None:
         """Before every request: stop if asked, respect the breaker, hold an IP, pace."""
         breaker = self.sync.breaker
         while True:
@@ -330,7 +330,7 @@ class Worker:
         self._page_exc = exc
         if self._after_failure(error_class, decision, exc):
             # An upstream outage: fetch the page again once the breaker lets us through
-            # (``_pace`` waits for it). Counting these against the board would fail every
+            # (``pace`` waits for it). Counting these against the board would fail every
             # board of a long outage although none of them is at fault.
             return True
         return decision.retry and attempt < self.sync.page_retries
@@ -371,7 +371,7 @@ class Worker:
         board = task.board
         attempts = task.retry_count + 1
         try:
-            result = self.client.fetch_members(board.code, self.slot, before_request=self._pace,
+            result = self.client.fetch_members(board.code, self.slot, before_request=self.pace,
                                                page_failed=self._page_failed)
         except Interrupted:
             self.sync.tasks.put(task)  # returned to the queue, not counted as an attempt
@@ -518,13 +518,22 @@ class Sync:
 
     def _run(self, run_id: str, mode: str, resumed: bool) -> None:
         s = self.settings
-        boards = self._board_list(run_id)
+        # Worker 0 lists the boards first, paced like any fetch, then keeps its IP (and what
+        # its pacer knows of that IP's allowance) for members: no IP is taken just to list.
+        lister = Worker(0, self)
+        try:
+            boards = self._board_list(run_id, lister)
+        except BaseException:
+            lister.shutdown()
+            raise
         if boards is None:
+            lister.shutdown()
             return
         todo = self._order(self._select(run_id, mode, boards))
         self.summary.boards_total = len(todo)
         if not todo and not self.summary.deleted:
             self.summary.status = NOTHING_TO_DO
+            lister.shutdown()
             return
         self._open = {b.code for b in todo}
         for board in todo:
@@ -536,15 +545,17 @@ class Sync:
         logger.info("Run %s: %d boards to sync with %d workers (%s)", run_id, len(todo), n, why)
         if self.progress is not None:
             self.progress.start(len(todo))
-        threads = [start_thread(Worker(i, self), self.fetch_stop, f"worker-{i}")
-                   for i in range(min(n, max(1, len(todo))))]
+        threads = [start_thread(Worker(i, self) if i else lister, self.fetch_stop,
+                                f"worker-{i}") for i in range(min(n, max(1, len(todo))))]
         self._manage(run_id, threads)
 
-    def _board_list(self, run_id: str) -> list[Board] | None:
-        """Fetch the board lists of the configured kinds (with retries), record deletions."""
+    def _board_list(self, run_id: str, lister: Worker) -> list[Board] | None:
+        """Fetch the board lists of the configured kinds (with retries), record deletions.
+
+        Runs on ``lister``'s IP, client and pacer; None = the run stops here (status set).
+        """
         s = self.settings
-        client = self.make_client()
-        slot = ProxySlot(self.proxies)
+        client, slot = lister.client, lister.slot
         boards: list[Board] = []
         for kind in s.kinds:
             attempts = 0
@@ -554,13 +565,14 @@ class Sync:
                     return None
                 attempts += 1
                 try:
-                    slot.ensure(self.stop)
-                    result = client.fetch_board_list(kind, slot)
+                    result = client.fetch_board_list(kind, slot, before_request=lister.pace)
                     break
+                except Interrupted:
+                    self.summary.status = INTERRUPTED
+                    return None
                 except QuotaExhausted as e:
                     self.summary.status = PARTIAL
                     self.summary.stop_reason = f"quota exhausted while listing boards: {e}"
-                    slot.drop()
                     return None
                 except Exception as e:  # noqa: BLE001 - classified
                     error_class, decision = classify(e)
@@ -580,13 +592,11 @@ class Sync:
                         self.summary.status = PARTIAL
                         self.summary.stop_reason = (f"board list {kind} failed after "
                                                     f"{attempts} attempts: {error_class}")
-                        slot.drop()
                         return None
                     self.stop.wait(self.rng.uniform(s.req_delay_min, s.req_delay_max))
             listed = list(getattr(result, "boards", result))
             boards.extend(listed)
             self._record_deletions(run_id, kind, {b.code for b in listed})
-        slot.drop()
         self.store.upsert_boards(boards)
         return boards
 
