@@ -155,12 +155,13 @@ def test_readers_always_see_a_complete_file(path: Path) -> None:
             except BaseException as e:  # noqa: BLE001 - recorded for the assertion
                 errors.append(e)
                 return
+            stop.wait(0.0005)  # let the writer have the GIL now and then
 
     readers = [threading.Thread(target=reader, args=(k,)) for k in range(2)]
     for t in readers:
         t.start()
     try:
-        for i in range(200):
+        for i in range(120):
             sf.update_board(f"BK{i:04d}", status="ok", rows=i, name="x" * 200)
             sf.save()
     finally:
@@ -170,7 +171,7 @@ def test_readers_always_see_a_complete_file(path: Path) -> None:
     assert errors == []
     for counts in seen:  # monotone per reader: never an older or a torn file
         assert counts and counts == sorted(counts)
-    assert len(json.loads(path.read_text())["boards"]) == 200
+    assert len(json.loads(path.read_text())["boards"]) == 120
 
 
 def test_concurrent_updates_from_threads_are_all_kept(path: Path) -> None:
