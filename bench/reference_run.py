@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import math
+import os
 import sys
 import tempfile
 import time

@@ -425,8 +425,10 @@ class Store:
             lines = str(orig).strip().splitlines()
             detail = f"{type(orig).__name__}: {lines[0] if lines else ''}"
             if _is_unavailable(e, self.dialect):
-                logger.warning("Store %s: database unavailable during %s: %s", self.url, what,
-                               detail)
+                # DEBUG only: the caller reports it once (the sync's retry line, the CLI's
+                # one-line error), with this message.
+                logger.debug("Store %s: database unavailable during %s: %s", self.url, what,
+                             detail)
                 raise DatabaseUnavailable(
                     f"database {self.url} unavailable during {what}: {detail}") from e
             logger.error("Store %s: %s failed: %s", self.url, what, detail)

@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..config import FIELDS, load_settings
+from ..config import FIELDS, PRESETS, load_settings
 from ..errors import BoardsyncError, ConfigError, Locked, StateError, StorageError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
@@ -129,7 +129,9 @@ def _settings(ctx_obj: dict[str, Any], flags: dict[str, Any]) -> Any:
 @click.version_option(__version__, prog_name="boardsync")
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="BOARDSYNC_CONFIG",
               help="TOML config file (default config/boardsync.toml if present).")
-@click.option("--preset", envvar="BOARDSYNC_PRESET", help="Named pacing preset, e.g. reference.")
+@click.option("--preset", envvar="BOARDSYNC_PRESET",
+              help=f"Named pacing preset ({', '.join(PRESETS)}): reference = the reference "
+                   "run's own settings; fast = paced by what the upstream allows (README).")
 @click.option("--log-level", envvar="BOARDSYNC_LOG_LEVEL", default="INFO", show_default=True,
               help="DEBUG, INFO, WARNING or ERROR.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), envvar="BOARDSYNC_LOG_FORMAT",
@@ -270,17 +272,14 @@ def sim_serve(scenario: str, time_scale: float, seed: int, port: int) -> None:
 
 
 def _register_subcommands() -> None:
-    """Attach the command groups that live in their own modules (audit, daemon)."""
-    import importlib
+    """Attach the command groups that live in their own modules (audit, daemon).
 
-    for name in ("audit", "daemon"):
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        module.register(cli)
+    Imported here, after ``cli`` exists, because those modules add their commands to it.
+    """
+    from . import audit, daemon
+
+    audit.register(cli)
+    daemon.register(cli)
 
 
 _register_subcommands()
