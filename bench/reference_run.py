@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 import tempfile
 import time
@@ -109,8 +108,7 @@ def main() -> int:
     ap.add_argument("--only", choices=("baseline", "best"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
-    logging.basicConfig(level=os.environ.get("BENCH_LOG_LEVEL", "ERROR"),
-                        format="%(relativeCreated)8.0f %(threadName)s %(message)s")
+    logging.basicConfig(level=logging.ERROR)
 
     scn = load_scenario("reference")
     rules = rules_of(scn)

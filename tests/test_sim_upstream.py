@@ -22,14 +22,14 @@ SCALE = 0.01
 FIXTURES = Path(__file__).parent / "fixtures" / "eastmoney"
 CLIST = "/api/qt/clist/get"
 LIST_FS = {"industry": "m:90 t:2 f:!50", "concept": "m:90 t:3 f:!50"}
+UNLIMITED = {"latency_median_s": 0.0, "rate_per_s": 1e6, "burst": 1e6}
 
 
 @contextmanager
 def sim(name: str = "clean", seed: int = 7, scale: float = SCALE,
         **overrides: Any) -> Iterator[Simulator]:
     """A simulator with no latency and no rate limit unless ``overrides`` set them."""
-    base = {"latency_median_s": 0.0, "rate_per_s": 1e6, "burst": 1e6}
-    scn = load_scenario(name).with_overrides(**(base | overrides))
+    scn = load_scenario(name).with_overrides(**(UNLIMITED | overrides))
     with Simulator(scn, time_scale=scale, seed=seed) as s:
         yield s
 
@@ -276,8 +276,8 @@ def test_latency_follows_scenario() -> None:
     """The drawn latencies are lognormal with the scenario's median and p99 (exact, no clock),
     and the server really waits them out: a sleep never ends early, so a lower bound on the
     wall time is safe on a loaded machine where an upper bound would not be."""
-    scn = load_scenario("clean").with_overrides(latency_median_s=3.0, latency_p99_s=6.0,
-                                                 rate_per_s=1e6, burst=1e6)
+    scn = load_scenario("clean").with_overrides(
+        **(UNLIMITED | {"latency_median_s": 3.0, "latency_p99_s": 6.0}))
     judge = AntiBot(scn, seed=7).judge
     drawn = sorted(judge("10.0.0.1", float(i), is_members=True).latency_s for i in range(4000))
     assert abs(drawn[2000] / 3.0 - 1) < 0.05 and abs(drawn[3960] / 6.0 - 1) < 0.1

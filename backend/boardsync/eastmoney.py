@@ -156,6 +156,11 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_count(value: object) -> bool:
+    """An integer in ``[0, MAX_TOTAL]``: what a row or member count can sanely be."""
+    return _is_int(value) and 0 <= value <= MAX_TOTAL  # type: ignore[operator]
+
+
 def parse_page(body: bytes) -> Page:
     """Decode one ``clist`` response body (plain JSON or JSONP) into a :class:`Page`.
 
@@ -208,7 +213,7 @@ def parse_page(body: bytes) -> Page:
     total = data.get("total")
     if not _is_int(total):
         raise _invalid(f"data.total is not an integer: {total!r}"[:120])
-    if total < 0 or total > MAX_TOTAL:
+    if not _is_count(total):
         raise _invalid(f"data.total out of range: {total}")
     return Page(total=total, rows=_parse_diff(data.get("diff")), rc=rc)
 
@@ -307,9 +312,9 @@ def _size_hint(row: Mapping[str, object]) -> int | None:
 
     Only a scheduling hint, so a missing or odd value is ignored rather than rejected.
     """
-    counts = [row.get("f104"), row.get("f105")]
-    if all(type(c) is int and 0 <= c <= MAX_TOTAL for c in counts):
-        return sum(counts)  # type: ignore[arg-type]
+    up, down = row.get("f104"), row.get("f105")
+    if _is_count(up) and _is_count(down):
+        return up + down  # type: ignore[operator]
     return None
 
 

@@ -521,32 +521,33 @@ class Sync:
         # Worker 0 lists the boards first, paced like any fetch, then keeps its IP (and what
         # its pacer knows of that IP's allowance) for members: no IP is taken just to list.
         lister = Worker(0, self)
+        threads: list[threading.Thread] = []
         try:
             boards = self._board_list(run_id, lister)
-        except BaseException:
-            lister.shutdown()
-            raise
-        if boards is None:
-            lister.shutdown()
-            return
-        todo = self._order(self._select(run_id, mode, boards))
-        self.summary.boards_total = len(todo)
-        if not todo and not self.summary.deleted:
-            self.summary.status = NOTHING_TO_DO
-            lister.shutdown()
-            return
-        self._open = {b.code for b in todo}
-        for board in todo:
-            self.tasks.put(Task(0, board))
-            self.state.update_board(board.code, status="pending", kind=board.kind,
-                                    name=board.name)
-        self.state.save(force=True)
-        n, why = resolve_workers(s)
-        logger.info("Run %s: %d boards to sync with %d workers (%s)", run_id, len(todo), n, why)
-        if self.progress is not None:
-            self.progress.start(len(todo))
-        threads = [start_thread(Worker(i, self) if i else lister, self.fetch_stop,
-                                f"worker-{i}") for i in range(min(n, max(1, len(todo))))]
+            if boards is None:
+                return
+            todo = self._order(self._select(run_id, mode, boards))
+            self.summary.boards_total = len(todo)
+            if not todo and not self.summary.deleted:
+                self.summary.status = NOTHING_TO_DO
+                return
+            self._open = {b.code for b in todo}
+            for board in todo:
+                self.tasks.put(Task(0, board))
+                self.state.update_board(board.code, status="pending", kind=board.kind,
+                                        name=board.name)
+            self.state.save(force=True)
+            n, why = resolve_workers(s)
+            logger.info("Run %s: %d boards to sync with %d workers (%s)", run_id, len(todo), n,
+                        why)
+            if self.progress is not None:
+                self.progress.start(len(todo))
+            for i in range(min(n, max(1, len(todo)))):
+                threads.append(start_thread(Worker(i, self) if i else lister, self.fetch_stop,
+                                            f"worker-{i}"))
+        finally:
+            if not threads:
+                lister.shutdown()  # never handed to a thread, which would shut it down
         self._manage(run_id, threads)
 
     def _board_list(self, run_id: str, lister: Worker) -> list[Board] | None:

@@ -119,14 +119,14 @@ def real_industries() -> list[tuple[str, str]]:
     same for a given seed wherever boardsync is installed.
     """
     text = (resources.files("boardsync") / "scenarios" / "industries.txt").read_text("utf-8")
-    pairs: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    for code, name in [*(tuple(line.split(",", 1)) for line in lines), *EXTRA_INDUSTRIES]:
-        if code not in seen:
-            pairs.append((code, name))
-            seen.add(code)
-    return pairs
+    named: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            code, name = line.split(",", 1)
+            named.setdefault(code, name)
+    for code, name in EXTRA_INDUSTRIES:
+        named.setdefault(code, name)
+    return list(named.items())
 
 
 def draw_sizes(rng: random.Random, n: int, total: int, lo: int, hi: int,
