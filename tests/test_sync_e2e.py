@@ -26,6 +26,26 @@ def _settings(db_url: str, tmp_path: Path, **flags: Any) -> Any:
                          if (tmp_path / "none.toml").exists() else None)
 
 
+def _requests_by_port(sim: Any) -> dict[int, int]:
+    """Requests the simulator's gateway served through each issued IP, by its port."""
+    return {ip["port"]: ip["requests"] for ip in sim.issued_ips()}
+
+
+def _record_evictions(sync: Sync, sim: Any) -> dict[int, int]:
+    """Spy on ``sync.proxies.mark_failed`` (the real method still runs): for each evicted IP,
+    the requests the gateway had served through it at that moment, by port."""
+    seen: dict[int, int] = {}
+    evict = sync.proxies.mark_failed
+
+    def recording(proxy: Any, reason: str) -> None:
+        evict(proxy, reason)
+        port = int(proxy.key.rsplit(":", 1)[1])
+        seen[port] = _requests_by_port(sim)[port]
+
+    sync.proxies.mark_failed = recording  # type: ignore[method-assign]
+    return seen
+
+
 def _assert_equals_truth(db_url: str, truth: dict[str, frozenset[str]]) -> None:
     store = Store(db_url)
     mismatched = [code for code, members in truth.items()
@@ -85,3 +105,21 @@ def test_largest_boards_are_fetched_first(sqlite_url: str, tmp_path: Path) -> No
     assert summary.status == "ok" and len(first_seen) == summary.ok == 86
     sizes = [hints[code] for code in first_seen]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+
+
+@pytest.mark.slow
+def test_no_request_through_an_ip_after_it_was_evicted(sqlite_url: str, tmp_path: Path) -> None:
+    """The hostile scenario bans and breaks live IPs, so the run evicts some that had served
+    requests; the simulator's gateway must serve none of them another request afterwards."""
+    base = _settings(sqlite_url, tmp_path, force=True, kinds=("industry",))
+    with simulated(base, "hostile", time_scale=SCALE, seed=3) as (settings, sim):
+        sync = Sync(settings)
+        at_eviction = _record_evictions(sync, sim)
+        summary = sync.run()
+        served = _requests_by_port(sim)
+        industry = {b.code for b in sim.boards() if b.kind == "industry"}
+        truth = {code: members for code, members in sim.truth().items() if code in industry}
+    assert summary.status == "ok"
+    _assert_equals_truth(sqlite_url, truth)
+    assert any(n > 0 for n in at_eviction.values()), "no live IP was evicted: vacuous"
+    assert {port: served[port] for port in at_eviction} == at_eviction
