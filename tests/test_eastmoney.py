@@ -431,7 +431,26 @@ def test_short_total_is_incomplete(serve: Any) -> None:
     with client_for(up) as client, pytest.raises(IncompleteData) as info:
         client.fetch_members("BK0475", DIRECT)
     assert "100 distinct codes" in str(info.value) and info.value.proxy == "direct"
-    assert [int(q["pn"]) for q in up.queries] == [1, 2, 3]  # stopped on data null
+    # page 3 was due (ceil(120 / 50)) and came back null: asked once more, then the end
+    assert [int(q["pn"]) for q in up.queries] == [1, 2, 3, 3]
+
+
+def test_one_null_page_mid_paging_is_asked_again_not_the_whole_board(serve: Any) -> None:
+    """The upstream's rare ``data: null`` on a page that must hold rows costs one request."""
+    seen: list[int] = []
+    pages = paged(CODES[:120], cap=50)
+
+    def handler(q: dict[str, str]) -> Reply:
+        seen.append(int(q["pn"]))
+        if seen == [1, 2]:
+            return Reply(envelope(None))
+        return pages(q)
+
+    up = serve(handler)
+    with client_for(up) as client:
+        result = client.fetch_members("BK0475", DIRECT)
+    assert [m.code for m in result] == CODES[:120]
+    assert seen == [1, 2, 2, 3]
 
 
 def test_more_distinct_codes_than_total_is_incomplete(serve: Any) -> None:

@@ -93,3 +93,17 @@ def test_threads_take_every_task_exactly_once() -> None:
         th.join(5)
     assert sorted(t.board.code for t in taken) == sorted(f"BK{i:04d}" for i in range(n))
     assert q.in_flight() == 0
+
+
+def test_lower_rank_goes_first_among_equal_attempts_and_retries_after_every_first() -> None:
+    """Boards listed later but bigger (lower rank) overtake the smaller waiting ones; a retry
+    waits behind every first attempt whatever its rank; equal ranks stay first-in first-out."""
+    q = LocalTaskQueue()
+    q.put(Task(0, board(1), rank=-10))
+    q.put(Task(0, board(2), rank=-10))
+    q.put(Task(1, board(3), rank=-1000))  # a retry of a big board
+    q.put(Task(0, board(4), rank=-500))  # a big board from a list that came in later
+    q.put(Task(0, board(5)))
+    expected = [board(4), board(1), board(2), board(5), board(3)]
+    assert [t.board for t in q.pending()] == expected
+    assert [q.get(timeout=0).board for _ in range(5)] == expected  # type: ignore[union-attr]

@@ -123,3 +123,44 @@ def test_no_request_through_an_ip_after_it_was_evicted(sqlite_url: str, tmp_path
     _assert_equals_truth(sqlite_url, truth)
     assert any(n > 0 for n in at_eviction.values()), "no live IP was evicted: vacuous"
     assert {port: served[port] for port in at_eviction} == at_eviction
+
+
+class _ListArrivals:
+    """A progress display that notes, when each kind's list arrives, how many member
+    requests the simulator had already served (the progress protocol is public)."""
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.arrivals: list[tuple[int, int]] = []  # (boards added, member requests so far)
+
+    def add(self, more: int) -> None:
+        served = sum(self.sim.counters()["requests_by_board"].values())
+        self.arrivals.append((more, served))
+
+    def start(self, total: int) -> None:
+        self.add(total)
+
+    def tick(self, snap: dict[str, int]) -> None:
+        pass
+
+    def close(self, snap: dict[str, int]) -> None:
+        pass
+
+
+def test_boards_are_fetched_while_a_longer_board_list_is_still_paging(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """Each kind's boards are queued as soon as its list is in: the industry board is being
+    fetched before the five-page concept list is complete. Fixed 1-1.2 s delays before every
+    request make the margin wide: the industry board's first page goes out by ~2.4 s, the
+    concept list's fifth page not before 5 s."""
+    base = _settings(sqlite_url, tmp_path, force=True, workers=3, pacing="fixed",
+                     req_delay_min=1.0, req_delay_max=1.2, stagger=0.0)
+    with simulated(base, "clean", time_scale=0.5, seed=5) as (settings, sim):
+        board = next(b for b in sim.boards() if b.kind == "industry")
+        spy = _ListArrivals(sim)
+        summary = Sync(settings.replace(boards=(board.code,)), progress=spy).run()
+        truth = sim.truth()[board.code]
+    assert summary.status == "ok" and summary.ok == 1 and summary.boards_total == 1
+    assert [more for more, _ in spy.arrivals] == [1, 0]  # industry list, then concept list
+    assert spy.arrivals[0][1] == 0 and spy.arrivals[1][1] >= 1
+    assert Store(sqlite_url).member_codes(board.code) == set(truth)

@@ -40,9 +40,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Pace by what the upstream allows (docs/BENCHMARKS.md): AIMD spacing learned down from
     # 1.5 s to a 1.05 s floor (the anti-bot's 1 req/s per IP plus 5 %), the IP's burst used
-    # (4 of its 5 tokens), 20 workers fed by one extraction call of 20 IPs (worker 0 lists
-    # the boards first on its own IP), replacements one at a time, an IP kept up to 55 s of
-    # its 60 s life, no stagger, and a 3 s read timeout so a hung request costs 3 s, not 10.
+    # (4 of its 5 tokens), 20 workers fed by one extraction call of 20 IPs (workers 0 and 1
+    # list the two kinds first on their own IPs), replacements one at a time, an IP kept up
+    # to 55 s of its 60 s life, no stagger, and a 3 s read timeout so a hung request costs
+    # 3 s, not 10.
     "fast": {
         "workers": 20,
         "pacing": "adaptive",

@@ -671,6 +671,14 @@ class EastMoneyClient:
                 break  # planned pages done and either complete or the last page was short
             pn += 1
             page, parsed = fetch(pn)
+            if (page.total is None or not page.rows) and pn <= planned:
+                # Empty where rows were due: the upstream's rare null-data glitch (then the
+                # page is there when asked again) or a total it cannot serve (then it is empty
+                # again). One more ask tells them apart, and the glitch costs one request
+                # instead of the whole board; nobody blames the IP either way.
+                logger.debug("EastMoney: %s page %d of %d came back empty; asking once more",
+                             what, pn, planned)
+                page, parsed = fetch(pn)
             if page.total is None or not page.rows:
                 break  # past the end (data null or empty diff): stop early
             if page.total != total:

@@ -83,22 +83,34 @@ class Telemetry:
 
     # -- the progress protocol (called by Sync from its manager thread) ------------------
 
+    def _fresh_run(self) -> dict[str, Any]:
+        return {"started": self.now(), "started_at": _iso(self.wall()), "total": None,
+                "done": 0, "ok": 0, "failed": 0, "retrying": 0, "ips": 0}
+
     def run_started(self) -> None:
         """A run begins (before it knows how many boards): /status shows it at once."""
         with self._lock:
-            self.current = {"started": self.now(), "started_at": _iso(self.wall()), "total": None,
-                            "done": 0, "ok": 0, "failed": 0, "retrying": 0, "ips": 0}
+            self.current = self._fresh_run()
         self.running.set(1)
 
     def start(self, total: int) -> None:
         with self._lock:
             if self.current is None:
-                self.current = {"started": self.now(), "started_at": _iso(self.wall()),
-                                "done": 0, "ok": 0, "failed": 0, "retrying": 0, "ips": 0}
+                self.current = self._fresh_run()
             self.current["total"] = total
             self.current["counting_from"] = self.now()
         if self.inner is not None:
             self.inner.start(total)
+
+    def add(self, more: int) -> None:
+        """``more`` boards joined the run's total (a kind's board list arrived)."""
+        with self._lock:
+            if self.current is None:
+                self.current = self._fresh_run()
+            self.current.setdefault("counting_from", self.now())
+            self.current["total"] = (self.current.get("total") or 0) + more
+        if self.inner is not None:
+            self.inner.add(more)
 
     def tick(self, snap: dict[str, int]) -> None:
         with self._lock:

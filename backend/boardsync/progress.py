@@ -36,8 +36,10 @@ class Progress:
         self._total = 0
         self._last_log = 0.0
         self._done = 0
+        self._started = False
 
     def start(self, total: int) -> None:
+        self._started = True
         self._total = total
         self._last_log = self.now()
         if self.mode == "bar":
@@ -47,6 +49,19 @@ class Progress:
                              desc="boards", smoothing=0.1)
         elif self.mode == "log":
             logger.info("Progress: 0/%d boards", total)
+
+    def add(self, more: int) -> None:
+        """``more`` boards joined the run: each kind's list adds its boards as it arrives
+        (the first call starts the display, like :meth:`start`)."""
+        if not self._started:
+            self.start(more)
+            return
+        self._total += more
+        if self._bar is not None:
+            self._bar.total = self._total
+            self._bar.refresh()
+        elif self.mode == "log" and more:
+            logger.info("Progress: %d/%d boards (more listed)", self._done, self._total)
 
     def tick(self, snap: dict[str, int]) -> None:
         """Update with the manager's counters: done, ok, failed, retrying, ips."""

@@ -1,18 +1,24 @@
 """The task queue between the sync manager and its workers.
 
-One item per board still to fetch: ``Task(retry_count, board)``. A failed board goes back to
-the *tail* with ``retry_count + 1``, so one stubborn board cannot starve the others and its
-retries are naturally spaced by the rest of the queue. The interface (:class:`TaskQueue`) is
+One item per board still to fetch: ``Task(retry_count, board, rank)``. Tasks come out by
+fewest failed attempts first, then lowest ``rank``, then first put: with every rank equal that
+is a FIFO. A failed board goes back with ``retry_count + 1``, behind every first attempt, so one
+stubborn board cannot starve the others and its retries are naturally spaced by the rest of
+the queue. The rank lets boards listed later still go first: the sync ranks boards by size
+(largest first) and queues each kind's boards as soon as that kind's list arrives, so a big
+concept board listed a few seconds after the industry boards still starts before the small
+industry boards that are waiting. The interface (:class:`TaskQueue`) is
 kept small on purpose: a PostgreSQL-backed queue (``SELECT ... FOR UPDATE SKIP LOCKED``) will
 implement the same protocol later so several hosts can share one run.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,17 +29,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One board to fetch; ``retry_count`` is how many attempts already failed (0 = first)."""
+    """One board to fetch; ``retry_count`` is how many attempts already failed (0 = first).
+
+    ``rank`` orders tasks with the same ``retry_count``: lower goes first (the sync uses minus
+    the board's expected size); equal ranks keep the order they were put in.
+    """
 
     retry_count: int
     board: Board
+    rank: float = 0.0
 
 
 class TaskQueue(Protocol):
     """What the sync needs from a queue; implemented in memory now, in PostgreSQL later."""
 
     def put(self, task: Task) -> None:
-        """Append ``task`` at the tail (new boards and retries alike)."""
+        """Queue ``task`` behind every task of fewer attempts or lower rank."""
         ...
 
     def get(self, timeout: float | None = None) -> Task | None:
@@ -58,22 +69,23 @@ class TaskQueue(Protocol):
 
 
 class LocalTaskQueue:
-    """An in-process FIFO, thread-safe; retries put back go to the tail.
+    """An in-process priority queue on ``(retry_count, rank, order put)``, thread-safe.
 
     ``put`` still works after :meth:`close` so workers can return in-flight boards during a
     shutdown; :meth:`pending` then lists them for the state file.
     """
 
     def __init__(self) -> None:
-        self._items: deque[Task] = deque()
+        self._items: list[tuple[int, float, int, Task]] = []  # a heap
+        self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._taken = 0
 
     def put(self, task: Task) -> None:
-        """Append at the tail and wake one waiting worker."""
+        """Queue ``task`` in its place and wake one waiting worker."""
         with self._cond:
-            self._items.append(task)
+            heapq.heappush(self._items, (task.retry_count, task.rank, next(self._seq), task))
             self._cond.notify()
 
     def get(self, timeout: float | None = None) -> Task | None:
@@ -91,7 +103,7 @@ class LocalTaskQueue:
                     return None
                 self._cond.wait(remaining)
             self._taken += 1
-            return self._items.popleft()
+            return heapq.heappop(self._items)[-1]
 
     def done(self, task: Task) -> None:
         """Mark a taken task finished (kept for the protocol; the PG queue deletes the row)."""
@@ -110,7 +122,7 @@ class LocalTaskQueue:
     def pending(self) -> list[Task]:
         """A snapshot of the waiting tasks, head first."""
         with self._cond:
-            return list(self._items)
+            return [item[-1] for item in sorted(self._items)]
 
     def close(self) -> None:
         """Wake every waiter; ``get`` drains what is left, then returns ``None`` at once."""

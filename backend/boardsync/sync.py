@@ -1,7 +1,10 @@
 """The sync: one manager feeding one retry-count task queue to N worker threads.
 
-Shape (SPEC §2): the manager fetches the board lists, queues ``Task(0, board)`` for every
-board that needs syncing, and starts the workers one ``stagger`` apart. Each worker holds one
+Shape (SPEC §2): the manager starts the workers one ``stagger`` apart; the first of them fetch
+the board lists (one kind each, in parallel) before they take boards, and as soon as one kind's
+list arrives the manager queues ``Task(0, board, rank)`` for each of its boards that needs
+syncing, biggest first, so the other workers are already fetching members while the longer
+lists are still paging. Each worker holds one
 proxy IP at a time (drawn from the :class:`~boardsync.proxy.ProxyManager`), sleeps a random
 delay before every request, fetches all pages of a board's members and hands the result to
 the manager. Failures are classified in one place (:mod:`boardsync.classify`): the decision
@@ -22,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -135,6 +138,24 @@ class Retrying:
 
 
 @dataclass
+class Listed:
+    """A lister fetched the board list of ``kind``."""
+
+    kind: str
+    boards: list[Board]
+
+
+@dataclass
+class ListFailed:
+    """A lister gave up on the board list of ``kind``: the run ends with ``status``."""
+
+    kind: str
+    status: str
+    reason: str
+    quota: bool = False
+
+
+@dataclass
 class QuotaOut:
     """A worker could not get an IP: the quota is spent, the run must stop cleanly."""
 
@@ -197,21 +218,19 @@ def build_proxy_manager(settings: Settings, *, now: Callable[[], float] = time.m
     )
 
 
-def largest_first(boards: list[Board], known: Mapping[str, int]) -> list[Board]:
-    """``boards`` with the biggest first, by last known member count, else the list's hint.
+def size_rank(board: Board, known: Mapping[str, int]) -> float:
+    """The queue rank of ``board`` for biggest-first: minus its last known member count, else
+    minus the list's size hint; 1 (after every known size) when neither is known.
 
     A board's pages go through one worker one after another, so a big board that starts
     late finishes long after the others and leaves the rest of the IPs idle; starting the
     big ones first (longest-processing-time-first scheduling) lets the small ones fill in
-    around them. Boards of unknown size keep their list order, after the known ones.
+    around them. Boards of equal rank keep their list order (the queue is FIFO among equals).
     """
-    def size(board: Board) -> int:
-        count = known.get(board.code)
-        if count:
-            return count
-        return board.size_hint if board.size_hint is not None else -1
-
-    return sorted(boards, key=size, reverse=True)
+    count = known.get(board.code)
+    if count:
+        return -count
+    return -board.size_hint if board.size_hint is not None else 1
 
 
 def resolve_workers(settings: Settings) -> tuple[int, str]:
@@ -276,9 +295,10 @@ class Worker:
     goes back to the tail of the queue with ``retry_count + 1``.
     """
 
-    def __init__(self, index: int, sync: Sync) -> None:
+    def __init__(self, index: int, sync: Sync, kinds: Sequence[str] = ()) -> None:
         self.index = index
         self.sync = sync
+        self.kinds = list(kinds)  # board lists to fetch before taking any board
         self.slot = ProxySlot(sync.proxies)
         self.rng = random.Random(sync.rng.random())
         self.pacer = Pacer(sync.pacing, sync.rate, self.rng)
@@ -295,26 +315,32 @@ class Worker:
         self.slot.drop()
         self.client.close()
 
-    def _wait(self, seconds: float) -> None:
-        """Sleep ``seconds`` unless a stop comes first (then abandon the board)."""
-        if seconds > 0 and self.sync.fetch_stop.wait(seconds):
+    def _wait(self, seconds: float, stop: threading.Event) -> None:
+        """Sleep ``seconds`` unless ``stop`` comes first (then abandon the fetch)."""
+        if seconds > 0 and stop.wait(seconds):
             raise Interrupted("stop requested")
 
-    def pace(self) -> None:
-        """Before every request: stop if asked, respect the breaker, hold an IP, pace."""
+    def pace(self, stop: threading.Event | None = None) -> None:
+        """Before every request: stop if asked, respect the breaker, hold an IP, pace.
+
+        ``stop`` abandons the fetch: the fetch stop by default (set by a user's stop, a
+        spent quota or a lost database); board lists pass the user's stop only, so a quota
+        stop never leaves a list half known (its boards could not be reported as remaining).
+        """
+        stop = stop or self.sync.fetch_stop
         breaker = self.sync.breaker
         while True:
-            if self.sync.fetch_stop.is_set():
+            if stop.is_set():
                 raise Interrupted("stop requested")
             if breaker.before_request():
                 break
-            self._wait(min(1.0, max(0.01, breaker.wait_time())))
-        current = self.slot.ensure(self.sync.fetch_stop)
+            self._wait(min(1.0, max(0.01, breaker.wait_time())), stop)
+        current = self.slot.ensure(stop)
         if current is not self._ip:
             self._ip = current
             self.streak = 0
             self.pacer.new_ip()
-        self._wait(self.pacer.delay(time.monotonic()))
+        self._wait(self.pacer.delay(time.monotonic()), stop)
         self.pacer.started(time.monotonic())
 
     def _on_request(self, latency_s: float, error_class: str | None) -> None:
@@ -356,6 +382,14 @@ class Worker:
         return False
 
     def loop(self) -> bool:
+        if self.kinds:
+            kind = self.kinds.pop(0)
+            bind(board=f"list:{kind}")
+            try:
+                self.sync.outcomes.put(self.list_boards(kind))
+            finally:
+                bind(board=None)
+            return True
         task = self.sync.tasks.get(timeout=0.05)
         if task is None:
             return not self.sync.fetch_stop.is_set() and not self.sync.all_done.is_set()
@@ -366,6 +400,50 @@ class Worker:
             self.sync.tasks.done(task)
             bind(board=None)
         return True
+
+    def list_boards(self, kind: str) -> Listed | ListFailed:
+        """Fetch the board list of ``kind`` on this worker's IP, client and pacer (retried).
+
+        Failures go through the same two levels as a board's: a failed page is fetched again
+        in place (:meth:`_page_failed`: the classifier's rotate/forgive decision, the breaker),
+        and a list that still fails is fetched again whole, up to ``max_retry`` times. The IP
+        is then kept for members: no IP is taken just to list.
+        """
+        sync, s = self.sync, self.sync.settings
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = self.client.fetch_board_list(
+                    kind, self.slot, before_request=lambda: self.pace(sync.stop),
+                    page_failed=self._page_failed)
+                return Listed(kind, list(getattr(result, "boards", result)))
+            except Interrupted:
+                return ListFailed(kind, INTERRUPTED, "stop requested while listing boards")
+            except QuotaExhausted as e:
+                return ListFailed(kind, PARTIAL, f"quota exhausted while listing boards: {e}",
+                                  quota=True)
+            except Exception as e:  # noqa: BLE001 - classified
+                error_class, decision = classify(e)
+                if not isinstance(e, BoardsyncError):
+                    # a bug, not the upstream: surface it whole, and end the run partial
+                    logger.error("Worker %d: board list %s: unexpected %r", self.index, kind, e,
+                                 exc_info=e)
+                    sync.metrics.on_error(error_class)
+                    return ListFailed(kind, PARTIAL, f"board list {kind}: unexpected {e!r}")
+                logger.log(decision.log_level, "Worker %d: board list %s: %s (%s)", self.index,
+                           kind, error_class, e)
+                if e is not self._page_exc:  # not yet seen by _page_failed (e.g. incomplete)
+                    sync.metrics.on_error(error_class)
+                    self._after_failure(error_class, decision, e)
+                if not decision.retry or attempts >= max(1, s.max_retry):
+                    # A clean partial end, not an exception: the run record and the state
+                    # file must not say "ok" for a run that could not list its boards.
+                    logger.error("Worker %d: board list %s failed after %d attempts: %s (%s)",
+                                 self.index, kind, attempts, error_class, e)
+                    return ListFailed(kind, PARTIAL, f"board list {kind} failed after "
+                                                     f"{attempts} attempts: {error_class}")
+                sync.stop.wait(self.rng.uniform(s.req_delay_min, s.req_delay_max))
 
     def process(self, task: Task) -> None:
         board = task.board
@@ -400,7 +478,7 @@ class Worker:
             self._after_failure(error_class, decision, exc)
         if decision.retry and attempts < max(1, self.sync.settings.max_retry):
             self.sync.metrics.on_retry()
-            self.sync.tasks.put(Task(task.retry_count + 1, board))
+            self.sync.tasks.put(Task(task.retry_count + 1, board, task.rank))
             self.sync.outcomes.put(Retrying(board, error_class, attempts))
         else:
             self.sync.outcomes.put(Failed(board, error_class, str(exc)[:300], attempts))
@@ -460,6 +538,10 @@ class Sync:
         self._attempts: dict[str, int] = {}
         self._retrying: set[str] = set()
         self._open: set[str] = set()
+        self._unlisted: set[str] = set(settings.kinds)  # kinds whose list has not come in
+        self._listed_codes: set[str] = set()
+        self._lists_missing = False
+        self._mode = "incremental"
         self._db_gone: BaseException | None = None  # set once writes gave up: stop writing
         self.summary: Summary
 
@@ -518,88 +600,72 @@ class Sync:
 
     def _run(self, run_id: str, mode: str, resumed: bool) -> None:
         s = self.settings
-        # Worker 0 lists the boards first, paced like any fetch, then keeps its IP (and what
-        # its pacer knows of that IP's allowance) for members: no IP is taken just to list.
-        lister = Worker(0, self)
-        threads: list[threading.Thread] = []
-        try:
-            boards = self._board_list(run_id, lister)
-            if boards is None:
-                return
-            todo = self._order(self._select(run_id, mode, boards))
-            self.summary.boards_total = len(todo)
-            if not todo and not self.summary.deleted:
-                self.summary.status = NOTHING_TO_DO
-                return
-            self._open = {b.code for b in todo}
-            for board in todo:
-                self.tasks.put(Task(0, board))
-                self.state.update_board(board.code, status="pending", kind=board.kind,
-                                        name=board.name)
-            self.state.save(force=True)
-            n, why = resolve_workers(s)
-            logger.info("Run %s: %d boards to sync with %d workers (%s)", run_id, len(todo), n,
-                        why)
-            if self.progress is not None:
-                self.progress.start(len(todo))
-            for i in range(min(n, max(1, len(todo)))):
-                threads.append(start_thread(Worker(i, self) if i else lister, self.fetch_stop,
-                                            f"worker-{i}"))
-        finally:
-            if not threads:
-                lister.shutdown()  # never handed to a thread, which would shut it down
+        self._mode = mode
+        n, why = resolve_workers(s)
+        # The first workers list the boards (one kind each, round robin when there are more
+        # kinds than workers), paced like any fetch, then keep their IP for members.
+        listers = min(n, len(s.kinds))
+        logger.info("Run %s: listing %s with %d workers (%s)", run_id, ",".join(s.kinds), n,
+                    why)
+        threads = [start_thread(Worker(i, self, s.kinds[i::listers] if i < listers else ()),
+                                self.fetch_stop, f"worker-{i}") for i in range(n)]
         self._manage(run_id, threads)
 
-    def _board_list(self, run_id: str, lister: Worker) -> list[Board] | None:
-        """Fetch the board lists of the configured kinds (with retries), record deletions.
+    def _listed(self, run_id: str, listed: Listed) -> None:
+        """One kind's board list arrived: record deletions, queue the boards to fetch.
 
-        Runs on ``lister``'s IP, client and pacer; None = the run stops here (status set).
+        A database that fails here ends the run partial (the lists are fetched again next
+        time), like a failed write.
         """
-        s = self.settings
-        client, slot = lister.client, lister.slot
-        boards: list[Board] = []
-        for kind in s.kinds:
-            attempts = 0
-            while True:
-                if self.stop.is_set():
-                    self.summary.status = INTERRUPTED
-                    return None
-                attempts += 1
-                try:
-                    result = client.fetch_board_list(kind, slot, before_request=lister.pace)
-                    break
-                except Interrupted:
-                    self.summary.status = INTERRUPTED
-                    return None
-                except QuotaExhausted as e:
-                    self.summary.status = PARTIAL
-                    self.summary.stop_reason = f"quota exhausted while listing boards: {e}"
-                    return None
-                except Exception as e:  # noqa: BLE001 - classified
-                    error_class, decision = classify(e)
-                    self.metrics.on_error(error_class) if not isinstance(
-                        e, BoardsyncError) else None
-                    logger.log(decision.log_level, "Run %s: board list %s: %s (%s)", run_id,
-                               kind, error_class, e)
-                    if decision.rotate:
-                        slot.fail(error_class)
-                    if not decision.retry or attempts >= max(1, s.max_retry):
-                        if not isinstance(e, BoardsyncError):
-                            raise  # a bug, not the upstream: let it surface
-                        # A clean partial stop, not an exception: the run record and the
-                        # state file must not say "ok" for a run that synced nothing.
-                        logger.error("Run %s: board list %s failed after %d attempts: %s (%s)",
-                                     run_id, kind, attempts, error_class, e)
-                        self.summary.status = PARTIAL
-                        self.summary.stop_reason = (f"board list {kind} failed after "
-                                                    f"{attempts} attempts: {error_class}")
-                        return None
-                    self.stop.wait(self.rng.uniform(s.req_delay_min, s.req_delay_max))
-            listed = list(getattr(result, "boards", result))
-            boards.extend(listed)
-            self._record_deletions(run_id, kind, {b.code for b in listed})
-        self.store.upsert_boards(boards)
-        return boards
+        self._unlisted.discard(listed.kind)
+        codes = {b.code for b in listed.boards}
+        self._listed_codes |= codes
+        if self._db_gone is not None:
+            self._lists_missing = True
+            return
+        try:
+            self._record_deletions(run_id, listed.kind, codes)
+            self.store.upsert_boards(listed.boards)
+            todo = self._select(run_id, self._mode, listed.boards)
+        except StorageError as e:
+            self.metrics.on_error(e.error_class)
+            logger.error("Run %s: could not record the %s list (%s): stopping the run", run_id,
+                         listed.kind, e)
+            self._lists_missing = True
+            self._db_gone = e
+            if self.summary.status == "running":
+                self.summary.status = PARTIAL
+            self.summary.stop_reason = self.summary.stop_reason or f"database unavailable: {e}"
+            self.fetch_stop.set()
+            return
+        for board in todo:
+            self._open.add(board.code)
+            self.tasks.put(Task(0, board, self._rank(board)))
+            self.state.update_board(board.code, status="pending", kind=board.kind,
+                                    name=board.name)
+        self.state.save(force=True)
+        self.summary.boards_total += len(todo)
+        if self.progress is not None:
+            self.progress.add(len(todo))
+        logger.info("Run %s: %s list: %d boards, %d to sync", run_id, listed.kind,
+                    len(listed.boards), len(todo))
+        if not self._unlisted:
+            for code in sorted(set(self.settings.boards) - self._listed_codes):
+                logger.warning("Run %s: board %s is not in the %s lists", run_id, code,
+                               ",".join(self.settings.kinds))
+
+    def _list_failed(self, run_id: str, failed: ListFailed) -> None:
+        """A board list could not be fetched: the boards of the other kinds still finish."""
+        self._unlisted.discard(failed.kind)
+        self._lists_missing = True
+        if failed.status == INTERRUPTED and not self.stop.is_set():
+            return  # the fetch stopped for another reason (quota, database): that one stands
+        if self.summary.status == "running":
+            self.summary.status = failed.status
+        self.summary.stop_reason = self.summary.stop_reason or failed.reason
+        if failed.quota and not self.fetch_stop.is_set():
+            logger.warning("Run %s: %s: stopping cleanly", run_id, failed.reason)
+            self.fetch_stop.set()
 
     def _record_deletions(self, run_id: str, kind: str, listed: set[str]) -> None:
         for row in self.store.board_list(kind):
@@ -615,7 +681,7 @@ class Sync:
         """Boards this run must fetch: narrowed by --boards, minus fresh or already-done ones."""
         s = self.settings
         wanted = set(s.boards)
-        stored = {row.code: row for row in self.store.board_list()}
+        stored = {row.code: row for row in self.store.board_list()}  # every kind: few rows
         now = datetime.now(UTC)
         todo = []
         for board in boards:
@@ -634,17 +700,13 @@ class Sync:
                     self.summary.skipped += 1
                     continue
             todo.append(board)
-        missing = wanted - {b.code for b in boards}
-        for code in sorted(missing):
-            logger.warning("Run %s: board %s is not in the %s lists", run_id, code,
-                           ",".join(s.kinds))
         return todo
 
-    def _order(self, boards: list[Board]) -> list[Board]:
-        """The boards in the order they are queued (see :func:`largest_first`)."""
+    def _rank(self, board: Board) -> float:
+        """The board's queue rank: list order, or biggest first (see :func:`size_rank`)."""
         if self.settings.board_order == "listed":
-            return boards
-        return largest_first(boards, self._previous)
+            return 0.0
+        return size_rank(board, self._previous)
 
     def _reconcile(self, run_id: str, board: Board, row: Any) -> None:
         """Record in the state file a board this run wrote before a kill could record it.
@@ -664,6 +726,13 @@ class Sync:
     # -- the manager loop -------------------------------------------------------------
 
     def _manage(self, run_id: str, threads: list[threading.Thread]) -> None:
+        try:
+            self._manage_loop(run_id, threads)
+        except BaseException:
+            self.fetch_stop.set()  # e.g. the database failed while queuing a list: no new work
+            raise
+
+    def _manage_loop(self, run_id: str, threads: list[threading.Thread]) -> None:
         s = self.settings
         stop_deadline: float | None = None
         while True:
@@ -691,7 +760,10 @@ class Sync:
                 or self.fetch_stop.is_set()
             ):
                 self._flush(run_id)
-            if not self._open:
+            if not self._open and not self._unlisted:
+                if (self.summary.status == "running" and not self.summary.boards_total
+                        and not self.summary.deleted and not self._lists_missing):
+                    self.summary.status = NOTHING_TO_DO
                 self.all_done.set()
                 break
             alive = any(t.is_alive() for t in threads)
@@ -719,7 +791,11 @@ class Sync:
             self._flush(run_id)
 
     def _handle(self, run_id: str, outcome: Any) -> None:
-        if isinstance(outcome, Fetched):
+        if isinstance(outcome, Listed):
+            self._listed(run_id, outcome)
+        elif isinstance(outcome, ListFailed):
+            self._list_failed(run_id, outcome)
+        elif isinstance(outcome, Fetched):
             code = outcome.board.code
             self._attempts[code] = outcome.attempts
             self._retrying.discard(code)
