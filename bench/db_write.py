@@ -13,8 +13,12 @@ The baseline, measured in the same run on the same server, is a single plain ``C
 unindexed table (PostgreSQL), or a single ``executemany`` in one transaction (SQLite). A
 third line, the **schema floor**, bulk-loads the same rows straight into ``memberships`` and
 ``membership_history`` with their keys, indexes and foreign keys (no diff, no staging): what
-any first write must at least pay on this schema. Every figure is the best of ``--repeat``
-runs (fresh database or table each time; each daily rewrite churns the previous day).
+any first write must at least pay on this schema. A fourth line, **history rows alone**,
+loads the same rows into a bare table with ``membership_history``'s columns and nothing else
+(no key, no index, no foreign key, no current-members table): the least any design that keeps
+one auditable history row per membership could pay, whatever its indexes. Every figure is the
+best of ``--repeat`` runs (fresh database or table each time; each daily rewrite churns the
+previous day).
 
 Prints rows/s of each and the ratio product/baseline (goal >= 0.5). Run:
 
@@ -142,19 +146,35 @@ def pg_copy_baseline(url: str, items: Market) -> float:
     return elapsed
 
 
-def pg_schema_floor(url: str, items: Market) -> float:
-    """COPY the rows straight into memberships and history (keys, indexes, FKs in place)."""
-    import psycopg2
+#: (table, its time and run columns) the schema floor loads; the bare line loads the first only
+FLOOR_TABLES = (("membership_history", "valid_from, from_run_id"),
+                ("memberships", "since_at, since_run_id"))
 
+
+def _floor_db(url: str, items: Market) -> None:
+    """The product's schema with every board row in place (what the floor's rows point to)."""
     store = Store(url)
     store.init_schema()
     store.upsert_boards([b for b, _ in items], at=T0)
     store.dispose()
+
+
+def pg_schema_floor(url: str, items: Market, *, bare: bool = False) -> float:
+    """COPY the rows straight into memberships and history (keys, indexes, FKs in place);
+    ``bare``: into a table with history's columns only (``LIKE``: no key, index or FK)."""
+    import psycopg2
+
+    _floor_db(url, items)
     conn = psycopg2.connect(url)
+    tables = FLOOR_TABLES
+    if bare:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE bare_history (LIKE membership_history INCLUDING DEFAULTS)")
+        conn.commit()
+        tables = (("bare_history", FLOOR_TABLES[0][1]),)
     at = T0.isoformat()
     started = time.perf_counter()
-    for table, extra in (("membership_history", "valid_from, from_run_id"),
-                         ("memberships", "since_at, since_run_id")):
+    for table, extra in tables:
         buf = io.StringIO()
         for b, s, n, m in _rows(items):
             buf.write(f"{b}\t{s}\t{n}\t{m}\t{at}\tfloor\n")
@@ -181,23 +201,24 @@ def sqlite_baseline(path: str, items: Market) -> float:
     return elapsed
 
 
-def sqlite_schema_floor(path: str, items: Market) -> float:
-    """executemany straight into memberships and history, one transaction, same pragmas."""
-    store = Store(f"sqlite:///{path}")
-    store.init_schema()
-    store.upsert_boards([b for b, _ in items], at=T0)
-    store.dispose()
+def sqlite_schema_floor(path: str, items: Market, *, bare: bool = False) -> float:
+    """executemany straight into memberships and history, one transaction, same pragmas;
+    ``bare``: into a table with history's columns only (no key, index or FK)."""
+    _floor_db(f"sqlite:///{path}", items)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
+    tables = FLOOR_TABLES
+    if bare:
+        conn.execute("CREATE TABLE bare_history AS SELECT * FROM membership_history WHERE 0")
+        tables = (("bare_history", FLOOR_TABLES[0][1]),)
     at = T0.replace(tzinfo=None).isoformat(sep=" ")
     rows = [(*r, at, "floor") for r in _rows(items)]
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO membership_history (board_code, stock_code, stock_name, "
-                     "market, valid_from, from_run_id) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    conn.executemany("INSERT INTO memberships (board_code, stock_code, stock_name, market, "
-                     "since_at, since_run_id) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    for table, extra in tables:
+        conn.executemany(f"INSERT INTO {table} (board_code, stock_code, stock_name, market, "
+                         f"{extra}) VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
@@ -225,7 +246,7 @@ def _pg_database(admin_dsn: str) -> Iterator[str]:
 
 
 def report(label: str, first_s: float, daily_s: float, baseline_s: float, floor_s: float,
-           baseline_name: str) -> None:
+           bare_s: float, baseline_name: str) -> None:
     def rate(s: float) -> float:
         return ROWS / s
 
@@ -237,6 +258,8 @@ def report(label: str, first_s: float, daily_s: float, baseline_s: float, floor_
     print(f"  schema floor (bulk load into the indexed tables, no product logic) "
           f"{rate(floor_s):10,.0f} rows/s ({floor_s:6.3f}s): ratio {rate(floor_s) / b:5.2f}; "
           f"first write / floor {floor_s / first_s:4.2f}")
+    print(f"  history rows alone (no key, index, FK or current table)       "
+          f"{rate(bare_s):10,.0f} rows/s ({bare_s:6.3f}s): ratio {rate(bare_s) / b:5.2f}")
 
 
 def main() -> int:
@@ -261,7 +284,9 @@ def main() -> int:
         first, daily = product(sqlite_url, items, args.batch, args.repeat)
         base = min(sqlite_baseline(f"{tmp}/b{i}.db", items) for i in range(args.repeat))
         floor = min(sqlite_schema_floor(f"{tmp}/f{i}.db", items) for i in range(args.repeat))
-        report("SQLite", first, daily, base, floor, "executemany")
+        bare = min(sqlite_schema_floor(f"{tmp}/h{i}.db", items, bare=True)
+                   for i in range(args.repeat))
+        report("SQLite", first, daily, base, floor, bare, "executemany")
     try:
         with _pg_database(args.pg):
             pass
@@ -271,11 +296,13 @@ def main() -> int:
     first, daily = product(lambda: _pg_database(args.pg), items, args.batch, args.repeat)
     with _pg_database(args.pg) as url:
         base = min(pg_copy_baseline(url, items) for _ in range(args.repeat))
-    floors = []
+    floors, bares = [], []
     for _ in range(args.repeat):
         with _pg_database(args.pg) as url:
             floors.append(pg_schema_floor(url, items))
-    report("PostgreSQL", first, daily, base, min(floors), "plain COPY")
+        with _pg_database(args.pg) as url:
+            bares.append(pg_schema_floor(url, items, bare=True))
+    report("PostgreSQL", first, daily, base, min(floors), min(bares), "plain COPY")
     return 0
 
 

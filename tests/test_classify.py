@@ -119,7 +119,7 @@ def test_decisions(exc: BaseException, name: str, rotate: bool, retry: bool) -> 
 
 def test_unexpected_errors_log_at_error_and_occasional_resets_are_forgiven() -> None:
     assert classify(ValueError("x"))[1].log_level == logging.ERROR
-    assert classify(errors.ConnectionFailed("c"))[1].rotate_after == 3
+    assert classify(errors.ConnectionFailed("c"))[1].rotate_after == 4
     assert classify(errors.Blocked("b", status=403))[1].rotate_after == 1
     assert classify(errors.Blocked("b", status=403))[1].ban_signal
 

@@ -86,8 +86,8 @@ FIELDS: dict[str, Field] = {
     "req_delay_min": Field(float, 1.0, "minimum random delay before each request, seconds"),
     "req_delay_max": Field(float, 2.0, "maximum random delay before each request, seconds"),
     "max_retry": Field(int, 10, "attempts after which a board is a permanent failure"),
-    "page_retries": Field(int, 5, "attempts per page before the board goes back to the queue "
-                          "(above the 3 resets in a row that rotate an IP, so a page that "
+    "page_retries": Field(int, 6, "attempts per page before the board goes back to the queue "
+                          "(above the 4 resets in a row that rotate an IP, so a page that "
                           "made its IP rotate gets tries on the fresh one)"),
     "pacing": Field(str, "fixed", "fixed: random delay in [min, max]; adaptive: AIMD per IP"),
     "pacing_floor": Field(float, 0.5, "adaptive pacing: never space requests on one IP closer"),
