@@ -47,6 +47,7 @@ def test_sections_in_file_are_flattened(tmp_path: Path) -> None:
         ({"boards": "BK04"}, "boards"),
         ({"max_ips": 0}, "max_ips"),
         ({"ip_ttl": 0}, "ip_ttl"),
+        ({"ip_thrift": -1}, "ip_thrift"),
         ({"ip_ttl_jitter": 1.5}, "ip_ttl_jitter"),
         ({"shrink_threshold": 0}, "shrink_threshold"),
         ({"proxy": "socks"}, "proxy"),

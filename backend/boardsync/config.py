@@ -37,6 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "extract_interval": 2.0,
         "pacing": "fixed",
         "board_order": "listed",
+        "ip_thrift": 0.0,  # the reference script took a new IP whenever it lost one
     },
     # Pace by what the upstream allows (docs/BENCHMARKS.md): AIMD spacing learned down from
     # 1.5 s to a 1.05 s floor (the anti-bot's 1 req/s per IP plus 5 %), the IP's burst used
@@ -109,6 +110,10 @@ FIELDS: dict[str, Field] = {
     "max_ips": Field(int, 200, "never extract more IPs than this in one run"),
     "ip_ttl": Field(float, 45.0, "seconds an IP is used before rotating (capped by provider TTL)"),
     "ip_ttl_jitter": Field(float, 0.15, "TTL jitter fraction so workers do not rotate together"),
+    "ip_thrift": Field(float, 15.0, "extraction API: a worker whose IP expired or was evicted "
+                       "takes a new one only while the boards waiting are at least this many "
+                       "seconds of work per worker still holding an IP; otherwise it stops and "
+                       "leaves them to the others (0 = always take a new IP)"),
     "connect_timeout": Field(float, 5.0, "TCP connect timeout, seconds"),
     "read_timeout": Field(float, 10.0, "read timeout, seconds"),
     "stagger": Field(float, 1.0, "seconds between starting consecutive workers"),
@@ -187,6 +192,7 @@ class Settings:
     max_ips: int
     ip_ttl: float
     ip_ttl_jitter: float
+    ip_thrift: float
     connect_timeout: float
     read_timeout: float
     stagger: float
@@ -256,7 +262,8 @@ class Settings:
         _check_min("db_retries", self.db_retries, 1)
         _check_min("page_size", self.page_size, 1)
         for key in ("req_delay_min", "req_delay_max", "max_age", "extract_interval", "stagger",
-                    "shutdown_timeout", "log_interval", "pacing_floor", "breaker_cooldown"):
+                    "shutdown_timeout", "log_interval", "pacing_floor", "breaker_cooldown",
+                    "ip_thrift"):
             _check_min(key, getattr(self, key), 0)
         for key in ("ip_ttl", "connect_timeout", "read_timeout"):
             if not getattr(self, key) > 0:

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 #: Settings that are durations and therefore scale with the simulator's time scale.
 SCALED_KEYS = ("req_delay_min", "req_delay_max", "ip_ttl", "extract_interval",
                "connect_timeout", "read_timeout", "stagger", "max_age", "shutdown_timeout",
-               "pacing_floor", "breaker_cooldown")
+               "pacing_floor", "breaker_cooldown", "ip_thrift")
 
 
 def scaled(settings: Settings, scale: float, **endpoints: Any) -> Settings:

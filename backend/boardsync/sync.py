@@ -18,6 +18,7 @@ nothing: the next run resumes the unfinished run and skips boards that run alrea
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue as stdqueue
 import random
@@ -218,19 +219,36 @@ def build_proxy_manager(settings: Settings, *, now: Callable[[], float] = time.m
     )
 
 
+def expected_size(board: Board, known: Mapping[str, int]) -> int | None:
+    """The board's member count as best known: the last stored count, else the list's hint."""
+    return known.get(board.code) or board.size_hint
+
+
 def size_rank(board: Board, known: Mapping[str, int]) -> float:
-    """The queue rank of ``board`` for biggest-first: minus its last known member count, else
-    minus the list's size hint; 1 (after every known size) when neither is known.
+    """The queue rank of ``board`` for biggest-first: minus its :func:`expected_size`; 1 (after
+    every known size) when it is unknown.
 
     A board's pages go through one worker one after another, so a big board that starts
     late finishes long after the others and leaves the rest of the IPs idle; starting the
     big ones first (longest-processing-time-first scheduling) lets the small ones fill in
     around them. Boards of equal rank keep their list order (the queue is FIFO among equals).
     """
-    count = known.get(board.code)
-    if count:
-        return -count
-    return -board.size_hint if board.size_hint is not None else 1
+    size = expected_size(board, known)
+    return -size if size is not None else 1
+
+
+def worth_a_new_ip(waiting_pages: int, holders: int, spacing_s: float, thrift_s: float) -> bool:
+    """Whether a worker that lost its IP should take a new one (pure; see ``ip_thrift``).
+
+    The boards waiting are ``waiting_pages`` requests; the ``holders`` other workers with a
+    live IP serve one each per ``spacing_s``. A new IP is worth one of the day's ration while
+    that is at least ``thrift_s`` seconds of work per holder. Example: 120 pages, 19 holders,
+    1.05 s apart -> 6.6 s of work each < 15 s: no new IP (the others finish ~0.35 s later).
+    Always True with ``thrift_s`` 0 or nobody else to do the work.
+    """
+    if thrift_s <= 0 or holders < 1:
+        return True
+    return waiting_pages * spacing_s / holders >= thrift_s
 
 
 def resolve_workers(settings: Settings) -> tuple[int, str]:
@@ -299,6 +317,9 @@ class Worker:
         self.index = index
         self.sync = sync
         self.kinds = list(kinds)  # board lists to fetch before taking any board
+        self.retired = False  # lost its IP when no new one was worth taking: the thread ends
+        self._pages_ok = 0  # pages of the current board fetched so far
+        self._board: Board | None = None  # the board being fetched
         self.slot = ProxySlot(sync.proxies)
         self.rng = random.Random(sync.rng.random())
         self.pacer = Pacer(sync.pacing, sync.rate, self.rng)
@@ -335,6 +356,9 @@ class Worker:
             if breaker.before_request():
                 break
             self._wait(min(1.0, max(0.01, breaker.wait_time())), stop)
+        if self._ip is not None and self._pages_ok == 0 and self._should_retire():
+            self.retired = True
+            raise Interrupted("retiring: no new IP is worth taking for the work left")
         current = self.slot.ensure(stop)
         if current is not self._ip:
             self._ip = current
@@ -343,9 +367,24 @@ class Worker:
         self._wait(self.pacer.delay(time.monotonic()), stop)
         self.pacer.started(time.monotonic())
 
+    def _should_retire(self) -> bool:
+        """True when this worker's IP is gone and the work waiting is not worth a new one."""
+        slot, proxies = self.slot, self.sync.proxies
+        if slot.current is not None and proxies.is_alive(slot.current):
+            return False
+        holding = slot.current is not None  # expired, not yet given back
+        holders = proxies.stats().in_use - (1 if holding else 0)
+        if self._board is None or self.sync.new_ip_worthwhile(holders, self._board):
+            return False
+        logger.info("Worker %d: retiring instead of taking a new IP: the boards waiting are "
+                    "less than %.0f s of work for the %d workers still holding one", self.index,
+                    self.sync.settings.ip_thrift, holders)
+        return True
+
     def _on_request(self, latency_s: float, error_class: str | None) -> None:
         self.sync.metrics.on_request(latency_s, error_class)
         if error_class is None:
+            self._pages_ok += 1
             self.streak = 0
             self.sync.breaker.record_success()
             self.sync.rate.on_success()
@@ -382,6 +421,8 @@ class Worker:
         return False
 
     def loop(self) -> bool:
+        if self.retired:
+            return False
         if self.kinds:
             kind = self.kinds.pop(0)
             bind(board=f"list:{kind}")
@@ -448,6 +489,8 @@ class Worker:
     def process(self, task: Task) -> None:
         board = task.board
         attempts = task.retry_count + 1
+        self._pages_ok = 0
+        self._board = board
         try:
             result = self.client.fetch_members(board.code, self.slot, before_request=self.pace,
                                                page_failed=self._page_failed)
@@ -701,6 +744,29 @@ class Sync:
                     continue
             todo.append(board)
         return todo
+
+    def new_ip_worthwhile(self, holders: int, board: Board) -> bool:
+        """Whether a worker that lost its IP while fetching ``board`` takes a new one
+        (``ip_thrift``, extraction API only).
+
+        Always while a board list is still to come (its boards are not counted yet), and for a
+        board that is itself ``ip_thrift`` seconds of work or more: it cannot be shared, so
+        handing it back would only make it finish later.
+        """
+        s = self.settings
+        if s.ip_thrift <= 0 or s.proxy != "api" or self._unlisted:
+            return True
+        spacing = (self.rate.spacing if s.pacing == "adaptive"
+                   else (s.req_delay_min + s.req_delay_max) / 2)
+        if self._pages(board) * spacing >= s.ip_thrift:
+            return True
+        waiting = sum(self._pages(t.board) for t in self.tasks.pending()) + self._pages(board)
+        return worth_a_new_ip(waiting, holders, spacing, s.ip_thrift)
+
+    def _pages(self, board: Board) -> int:
+        """Requests ``board`` is expected to take (1 when its size is unknown)."""
+        size = expected_size(board, self._previous) or 1
+        return max(1, math.ceil(size / self.settings.page_size))
 
     def _rank(self, board: Board) -> float:
         """The board's queue rank: list order, or biggest first (see :func:`size_rank`)."""
