@@ -6,14 +6,19 @@ simulator's factor (both sides), so the ~7-minute reference run takes seconds.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from boardsync.config import load_settings
-from boardsync.demo import simulated
+from boardsync.demo import scaled, simulated
+from boardsync.sim import Simulator, load_scenario
 from boardsync.store import Store
 from boardsync.sync import Sync
 
@@ -164,3 +169,64 @@ def test_boards_are_fetched_while_a_longer_board_list_is_still_paging(
     assert [more for more, _ in spy.arrivals] == [1, 0]  # industry list, then concept list
     assert spy.arrivals[0][1] == 0 and spy.arrivals[1][1] >= 1
     assert Store(sqlite_url).member_codes(board.code) == set(truth)
+
+
+class _NoConceptList:
+    """A loopback relay to the simulator's upstream that answers every concept-list request
+    with ``data: null`` (what the real upstream sends a soft-banned client) and passes
+    everything else through unchanged."""
+
+    def __init__(self, upstream_url: str) -> None:
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                if "t:3" in urllib.parse.unquote_plus(self.path):
+                    body = b'{"rc":0,"rt":6,"svr":1,"lt":1,"full":1,"dlmkts":"","data":null}'
+                    relay.refused += 1
+                else:
+                    with urllib.request.urlopen(upstream_url + self.path, timeout=30) as r:
+                        body = r.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.refused = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_board_list_that_keeps_failing_ends_partial_after_the_other_kinds(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """The concept list never comes: the industry boards are still all synced, exactly, and
+    the run ends partial naming the concept list (it used to stop before any board)."""
+    scn = load_scenario("clean").with_overrides(latency_median_s=0.0, rate_per_s=1e6,
+                                                burst=1e6)
+    with Simulator(scn, time_scale=SCALE, seed=5) as sim:
+        relay = _NoConceptList(sim.upstream_url)
+        try:
+            settings = scaled(_settings(sqlite_url, tmp_path, force=True, workers=4,
+                                        max_retry=2, page_retries=1, stagger=0.0),
+                              SCALE, upstream_url=relay.url, proxy="direct")
+            summary = Sync(settings).run()
+        finally:
+            relay.close()
+        industry = {b.code for b in sim.boards() if b.kind == "industry"}
+        truth = {code: set(m) for code, m in sim.truth().items() if code in industry}
+    assert relay.refused >= 2  # page 1 of the concept list, tried and tried again
+    assert summary.status == "partial"
+    assert summary.stop_reason and "board list concept" in summary.stop_reason
+    assert summary.ok == summary.boards_total == len(truth) == 86
+    store = Store(sqlite_url)
+    assert {code: store.member_codes(code) for code in truth} == truth
