@@ -374,7 +374,7 @@ class Worker:
             return False
         holding = slot.current is not None  # expired, not yet given back
         holders = proxies.stats().in_use - (1 if holding else 0)
-        if self._board is None or self.sync.new_ip_worthwhile(holders, self._board):
+        if self._board is None or not self.sync.retire(holders, self._board):
             return False
         logger.info("Worker %d: retiring instead of taking a new IP: the boards waiting are "
                     "less than %.0f s of work for the %d workers still holding one", self.index,
@@ -585,6 +585,8 @@ class Sync:
         self._listed_codes: set[str] = set()
         self._lists_missing = False
         self._mode = "incremental"
+        self._workers_running = 0  # worker threads not retired (see retire)
+        self._workers_lock = threading.Lock()
         self._db_gone: BaseException | None = None  # set once writes gave up: stop writing
         self.summary: Summary
 
@@ -650,6 +652,7 @@ class Sync:
         listers = min(n, len(s.kinds))
         logger.info("Run %s: listing %s with %d workers (%s)", run_id, ",".join(s.kinds), n,
                     why)
+        self._workers_running = n
         threads = [start_thread(Worker(i, self, s.kinds[i::listers] if i < listers else ()),
                                 self.fetch_stop, f"worker-{i}") for i in range(n)]
         self._manage(run_id, threads)
@@ -745,23 +748,30 @@ class Sync:
             todo.append(board)
         return todo
 
-    def new_ip_worthwhile(self, holders: int, board: Board) -> bool:
-        """Whether a worker that lost its IP while fetching ``board`` takes a new one
-        (``ip_thrift``, extraction API only).
+    def retire(self, holders: int, board: Board) -> bool:
+        """Whether a worker that lost its IP while fetching ``board`` retires instead of
+        taking a new one (``ip_thrift``, extraction API only); True counts it out.
 
-        Always while a board list is still to come (its boards are not counted yet), and for a
-        board that is itself ``ip_thrift`` seconds of work or more: it cannot be shared, so
-        handing it back would only make it finish later.
+        Never while a board list is still to come (its boards are not counted yet), never for
+        a board that is itself ``ip_thrift`` seconds of work or more (it cannot be shared, so
+        handing it back would only make it finish later), and never for the last worker still
+        running: the decision and the count are taken under one lock, so two workers whose
+        IPs expire together cannot both leave.
         """
         s = self.settings
         if s.ip_thrift <= 0 or s.proxy != "api" or self._unlisted:
-            return True
+            return False
         spacing = (self.rate.spacing if s.pacing == "adaptive"
                    else (s.req_delay_min + s.req_delay_max) / 2)
         if self._pages(board) * spacing >= s.ip_thrift:
-            return True
+            return False
         waiting = sum(self._pages(t.board) for t in self.tasks.pending()) + self._pages(board)
-        return worth_a_new_ip(waiting, holders, spacing, s.ip_thrift)
+        with self._workers_lock:
+            if self._workers_running <= 1 or worth_a_new_ip(waiting, holders, spacing,
+                                                             s.ip_thrift):
+                return False
+            self._workers_running -= 1
+            return True
 
     def _pages(self, board: Board) -> int:
         """Requests ``board`` is expected to take (1 when its size is unknown)."""
@@ -833,7 +843,14 @@ class Sync:
                 self.all_done.set()
                 break
             alive = any(t.is_alive() for t in threads)
-            if self.fetch_stop.is_set() and (not alive and self.outcomes.empty()):
+            if not alive and self.outcomes.empty():
+                if not self.fetch_stop.is_set():
+                    # every worker is gone with work left (a crash logged by its thread):
+                    # end the run partial, the rest stays pending for the next run
+                    logger.error("Run %s: no worker is left with %d boards to go", run_id,
+                                 len(self._open))
+                    self.summary.stop_reason = (self.summary.stop_reason
+                                                or "every worker stopped with boards left")
                 break
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 logger.warning("Run %s: shutdown timeout: abandoning in-flight boards", run_id)
