@@ -1,20 +1,20 @@
 """One classifier: every failure becomes an error class with its decisions, as data.
 
-``rotate`` — evict the IP (``mark_failed``) before trying again; ``retry`` — put the board
-back at the tail of the queue. ``rotate_after`` lets a class be forgiven: a connection reset
-on an otherwise healthy IP is usually noise (the reference run saw ~7 % of requests reset), and
-rotating on each one burns an IP of the day's ration. At a 7 % noise rate two resets in a row
-happen on ~1 request in 200 (five needless evictions in a 1,000-request sync, a quarter of a
-20-IP run's IPs), three in a row on ~1 in 3,000 and four on ~1 in 40,000. Some IPs are
-merely worse than others (the reference scenario models 5 % of IPs with ~17 % resets: three
-in a row within an IP's ~50 requests one time in five); such an IP still serves >80 % of its
-requests, while replacing it costs an IP of the ration. So the fourth reset in a row on the
-same IP is treated as a ban: a real ban costs three wasted requests before the IP is let go,
-fewer when one of them is a 403 (recognised at once). A lone 502 is the upstream's gateway,
-not the IP (the breaker handles outages): the third in a row rotates. A lone timeout is
-forgiven too (the reference run saw one in 1,000 requests); a second in a row means the IP
-is gone. The streak counts failures of any class on the current IP and is compared with the
-latest failure's ``rotate_after``. ``ban_signal`` tells adaptive pacing to slow down. The
+``rotate`` — evict the IP (``mark_failed``) before trying again; ``retry`` — put the board back
+in the queue, behind every board with fewer failed attempts. ``rotate_after`` lets a class be
+forgiven: a connection reset on an otherwise healthy IP is usually noise (the reference run saw
+~7 % of requests reset), and rotating on each one burns an IP of the day's ration. At a 7 %
+noise rate two resets in a row happen on ~1 request in 200 (five needless evictions in a
+1,000-request sync, a quarter of a 20-IP run's IPs), three in a row on ~1 in 3,000 and four on
+~1 in 40,000. Some IPs are merely worse than others (the reference scenario models 5 % of IPs
+with ~17 % resets: three in a row within an IP's ~50 requests one time in five); such an IP
+still serves >80 % of its requests, while replacing it costs an IP of the ration. So the fourth
+reset in a row on the same IP is treated as a ban: a real ban costs three wasted requests before
+the IP is let go, fewer when one of them is a 403 (recognised at once). A lone 502 is the
+upstream's gateway, not the IP (the breaker handles outages): the third in a row rotates. A lone
+timeout is forgiven too (the reference run saw one in 1,000 requests); a second in a row means
+the IP is gone. The streak counts failures of any class on the current IP and is compared with
+the latest failure's ``rotate_after``. ``ban_signal`` tells adaptive pacing to slow down. The
 worker applies the table; nothing else decides.
 
 Why a table: the worker, the board-list fetch and the daemon must agree on every failure, and
@@ -50,7 +50,7 @@ class Decision:
 
     Args:
         rotate: evict the IP the failure happened on.
-        retry: try the board again (at the tail of the queue), budget permitting.
+        retry: try the board again (queued behind first attempts), budget permitting.
         log_level: how loudly to log it.
         rotate_after: consecutive failures on the same IP before ``rotate`` applies (1 = at once).
         ban_signal: the failure says "this IP is going too fast" (slows adaptive pacing down).

@@ -3,16 +3,17 @@
 Shape (SPEC §2): the manager starts the workers one ``stagger`` apart; the first of them fetch
 the board lists (one kind each, in parallel) before they take boards, and as soon as one kind's
 list arrives the manager queues ``Task(0, board, rank)`` for each of its boards that needs
-syncing, biggest first, so the other workers are already fetching members while the longer
-lists are still paging. Each worker holds one
-proxy IP at a time (drawn from the :class:`~boardsync.proxy.ProxyManager`), sleeps a random
-delay before every request, fetches all pages of a board's members and hands the result to
-the manager. Failures are classified in one place (:mod:`boardsync.classify`): the decision
-says whether to evict the IP and whether to retry; a retried board goes to the tail of the
-queue with ``retry_count + 1``. The manager validates each fetched board (suspicious
-shrinkage is held back), writes boards in batches (one transaction per batch), and only then
-records them in the state file, so the database is the truth and a kill at any moment loses
-nothing: the next run resumes the unfinished run and skips boards that run already wrote.
+syncing (ranked biggest first unless ``board_order = "listed"``), so the other workers are
+already fetching members while the longer lists are still paging. Each worker holds one proxy IP
+at a time (drawn from the :class:`~boardsync.proxy.ProxyManager`), sleeps a random delay before
+every request, fetches all pages of a board's members and hands the result to the manager.
+Failures are classified in one place (:mod:`boardsync.classify`): the decision says whether to
+evict the IP and whether to retry; a retried board goes back to the queue with
+``retry_count + 1``, behind every board with fewer failed attempts. The manager validates each
+fetched board (suspicious shrinkage is held back), writes boards in batches (one transaction per
+batch), and only then records them in the state file, so the database is the truth and a kill
+at any moment loses nothing: the next run resumes the unfinished run and skips boards that run
+already wrote.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class Failed:
 
 @dataclass
 class Retrying:
-    """A board that failed and went back to the tail of the queue."""
+    """A board that failed and went back to the queue (behind every first attempt)."""
 
     board: Board
     error_class: str
@@ -310,7 +311,7 @@ class Worker:
     Two retry levels: a failed *page* is retried in place (up to ``page_retries`` times,
     on a fresh IP when the classifier says rotate), because with ~7 % random resets a
     37-page board would almost never come through whole; a board whose page keeps failing
-    goes back to the tail of the queue with ``retry_count + 1``.
+    goes back to the queue with ``retry_count + 1``, behind every board with fewer failures.
     """
 
     def __init__(self, index: int, sync: Sync, kinds: Sequence[str] = ()) -> None:
@@ -333,6 +334,8 @@ class Worker:
         self.sync.fetch_stop.wait(self.sync.settings.stagger * self.index)
 
     def shutdown(self) -> None:
+        if not self.retired:  # a retired worker was counted out when it retired
+            self.sync.worker_ended()
         self.slot.drop()
         self.client.close()
 
@@ -345,8 +348,9 @@ class Worker:
         """Before every request: stop if asked, respect the breaker, hold an IP, pace.
 
         ``stop`` abandons the fetch: the fetch stop by default (set by a user's stop, a
-        spent quota or a lost database); board lists pass the user's stop only, so a quota
-        stop never leaves a list half known (its boards could not be reported as remaining).
+        spent quota or a lost database); board lists pass :attr:`Sync.list_stop`, which a
+        spent quota does not set, so it never leaves a list half known (its boards could not
+        be reported as remaining).
         """
         stop = stop or self.sync.fetch_stop
         breaker = self.sync.breaker
@@ -421,16 +425,20 @@ class Worker:
         return False
 
     def loop(self) -> bool:
-        if self.retired:
-            return False
-        if self.kinds:
+        if self.kinds:  # lists first, even after a quota stop (see Sync.list_stop)
             kind = self.kinds.pop(0)
             bind(board=f"list:{kind}")
             try:
-                self.sync.outcomes.put(self.list_boards(kind))
+                outcome = self.list_boards(kind)
+            except Exception as e:  # a bug: log it whole, and the manager must still hear
+                logger.exception("Worker %d: board list %s: unexpected error", self.index, kind)
+                outcome = ListFailed(kind, PARTIAL, f"board list {kind}: unexpected {e!r}")
             finally:
                 bind(board=None)
+            self.sync.outcomes.put(outcome)
             return True
+        if self.retired or self.sync.fetch_stop.is_set():
+            return False
         task = self.sync.tasks.get(timeout=0.05)
         if task is None:
             return not self.sync.fetch_stop.is_set() and not self.sync.all_done.is_set()
@@ -456,7 +464,7 @@ class Worker:
             attempts += 1
             try:
                 result = self.client.fetch_board_list(
-                    kind, self.slot, before_request=lambda: self.pace(sync.stop),
+                    kind, self.slot, before_request=lambda: self.pace(sync.list_stop),
                     page_failed=self._page_failed)
                 return Listed(kind, list(getattr(result, "boards", result)))
             except Interrupted:
@@ -484,7 +492,7 @@ class Worker:
                                  self.index, kind, attempts, error_class, e)
                     return ListFailed(kind, PARTIAL, f"board list {kind} failed after "
                                                      f"{attempts} attempts: {error_class}")
-                sync.stop.wait(self.rng.uniform(s.req_delay_min, s.req_delay_max))
+                sync.list_stop.wait(self.rng.uniform(s.req_delay_min, s.req_delay_max))
 
     def process(self, task: Task) -> None:
         board = task.board
@@ -552,6 +560,9 @@ class Sync:
         self.stop = stop or threading.Event()
         self.force_stop = force_stop or threading.Event()
         self.fetch_stop = threading.Event()  # workers take no new work, abandon at next page
+        # board lists stop too: a user's stop, a lost database, the end of the run; not a
+        # spent quota (a list half known could not report its boards as remaining)
+        self.list_stop = threading.Event()
         self.all_done = threading.Event()
         self.rng = rng or random.Random()
         self.progress = progress
@@ -652,18 +663,32 @@ class Sync:
         listers = min(n, len(s.kinds))
         logger.info("Run %s: listing %s with %d workers (%s)", run_id, ",".join(s.kinds), n,
                     why)
+        workers = [Worker(i, self, s.kinds[i::listers] if i < listers else ())
+                   for i in range(n)]  # all built before any starts: nothing to clean up
         self._workers_running = n
-        threads = [start_thread(Worker(i, self, s.kinds[i::listers] if i < listers else ()),
-                                self.fetch_stop, f"worker-{i}") for i in range(n)]
+        # The threads' own stop is list_stop: after a quota stop a lister still finishes its
+        # lists; every other worker ends at its next step (Worker.loop checks fetch_stop).
+        threads = [start_thread(w, self.list_stop, f"worker-{w.index}") for w in workers]
         self._manage(run_id, threads)
 
     def _listed(self, run_id: str, listed: Listed) -> None:
         """One kind's board list arrived: record deletions, queue the boards to fetch.
 
-        A database that fails here ends the run partial (the lists are fetched again next
-        time), like a failed write.
+        The kind counts as listed only once its boards are queued (a worker deciding whether
+        to retire must not see the lists done and the queue empty in between). A database
+        that fails here ends the run partial (the lists are fetched again next time), like a
+        failed write.
         """
-        self._unlisted.discard(listed.kind)
+        try:
+            self._queue_list(run_id, listed)
+        finally:
+            self._unlisted.discard(listed.kind)
+        if not self._unlisted:
+            for code in sorted(set(self.settings.boards) - self._listed_codes):
+                logger.warning("Run %s: board %s is not in the %s lists", run_id, code,
+                               ",".join(self.settings.kinds))
+
+    def _queue_list(self, run_id: str, listed: Listed) -> None:
         codes = {b.code for b in listed.boards}
         self._listed_codes |= codes
         if self._db_gone is not None:
@@ -682,7 +707,7 @@ class Sync:
             if self.summary.status == "running":
                 self.summary.status = PARTIAL
             self.summary.stop_reason = self.summary.stop_reason or f"database unavailable: {e}"
-            self.fetch_stop.set()
+            self._halt()
             return
         for board in todo:
             self._open.add(board.code)
@@ -695,23 +720,19 @@ class Sync:
             self.progress.add(len(todo))
         logger.info("Run %s: %s list: %d boards, %d to sync", run_id, listed.kind,
                     len(listed.boards), len(todo))
-        if not self._unlisted:
-            for code in sorted(set(self.settings.boards) - self._listed_codes):
-                logger.warning("Run %s: board %s is not in the %s lists", run_id, code,
-                               ",".join(self.settings.kinds))
 
     def _list_failed(self, run_id: str, failed: ListFailed) -> None:
         """A board list could not be fetched: the boards of the other kinds still finish."""
         self._unlisted.discard(failed.kind)
         self._lists_missing = True
         if failed.status == INTERRUPTED and not self.stop.is_set():
-            return  # the fetch stopped for another reason (quota, database): that one stands
+            return  # the lists stopped for a lost database: that reason stands
         if self.summary.status == "running":
             self.summary.status = failed.status
         self.summary.stop_reason = self.summary.stop_reason or failed.reason
         if failed.quota and not self.fetch_stop.is_set():
             logger.warning("Run %s: %s: stopping cleanly", run_id, failed.reason)
-            self.fetch_stop.set()
+            self._halt(lists=False)
 
     def _record_deletions(self, run_id: str, kind: str, listed: set[str]) -> None:
         for row in self.store.board_list(kind):
@@ -747,6 +768,11 @@ class Sync:
                     continue
             todo.append(board)
         return todo
+
+    def worker_ended(self) -> None:
+        """A worker thread ended (done, stopped or crashed): one fewer to count on."""
+        with self._workers_lock:
+            self._workers_running -= 1
 
     def retire(self, holders: int, board: Board) -> bool:
         """Whether a worker that lost its IP while fetching ``board`` retires instead of
@@ -801,11 +827,17 @@ class Sync:
 
     # -- the manager loop -------------------------------------------------------------
 
+    def _halt(self, *, lists: bool = True) -> None:
+        """Stop fetching members (and, unless ``lists`` is False, board lists too)."""
+        self.fetch_stop.set()
+        if lists:
+            self.list_stop.set()
+
     def _manage(self, run_id: str, threads: list[threading.Thread]) -> None:
         try:
             self._manage_loop(run_id, threads)
         except BaseException:
-            self.fetch_stop.set()  # e.g. the database failed while queuing a list: no new work
+            self._halt()  # e.g. the state file failed while queuing a list: no new work
             raise
 
     def _manage_loop(self, run_id: str, threads: list[threading.Thread]) -> None:
@@ -815,13 +847,13 @@ class Sync:
             if self.stop.is_set() and not self.fetch_stop.is_set():
                 logger.info("Run %s: stop requested: finishing in-flight work", run_id)
                 self.summary.status = INTERRUPTED
-                self.fetch_stop.set()
+                self._halt()
                 stop_deadline = time.monotonic() + s.shutdown_timeout
             if self.force_stop.is_set():
                 logger.warning("Run %s: second signal: stopping at once; unwritten boards stay "
                                "pending for the next run", run_id)
                 self.summary.status = INTERRUPTED
-                self.fetch_stop.set()
+                self._halt()
                 break
             try:
                 outcome = self.outcomes.get(timeout=0.05)
@@ -847,17 +879,20 @@ class Sync:
                 if not self.fetch_stop.is_set():
                     # every worker is gone with work left (a crash logged by its thread):
                     # end the run partial, the rest stays pending for the next run
-                    logger.error("Run %s: no worker is left with %d boards to go", run_id,
-                                 len(self._open))
+                    logger.error("Run %s: no worker is left with %d boards and %d lists to "
+                                 "go", run_id, len(self._open), len(self._unlisted))
                     self.summary.stop_reason = (self.summary.stop_reason
-                                                or "every worker stopped with boards left")
+                                                or "every worker stopped with work left")
+                    if self._unlisted and self.summary.status == "running":
+                        self._lists_missing = True
+                        self.summary.status = PARTIAL
                 break
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 logger.warning("Run %s: shutdown timeout: abandoning in-flight boards", run_id)
                 break
             if self.progress is not None:
                 self.progress.tick(self._snapshot())
-        self.fetch_stop.set()
+        self._halt()
         # One shared deadline (not one per thread): a stop never takes longer than
         # --shutdown-timeout, whatever the worker count; hung workers are daemon threads.
         join_until = time.monotonic() + (0.0 if self.force_stop.is_set() else 1.0)
@@ -910,7 +945,7 @@ class Sync:
                 logger.warning("Run %s: no more proxy IPs (%s): stopping cleanly", run_id,
                                outcome.message)
                 self.summary.stop_reason = f"quota exhausted: {outcome.message}"
-                self.fetch_stop.set()
+                self._halt(lists=False)
 
     def _held_back(self, run_id: str, fetched: Fetched) -> bool:
         s = self.settings
@@ -980,7 +1015,7 @@ class Sync:
         self.state.save()
         self._db_gone = exc
         self.summary.stop_reason = f"database unavailable: {exc}"
-        self.fetch_stop.set()
+        self._halt()
 
     def _snapshot(self) -> dict[str, int]:
         stats = self.proxies.stats()
