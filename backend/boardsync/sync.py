@@ -373,17 +373,21 @@ class Worker:
 
     def _should_retire(self) -> bool:
         """True when this worker's IP is gone and the work waiting is not worth a new one."""
-        slot, proxies = self.slot, self.sync.proxies
-        if slot.current is not None and proxies.is_alive(slot.current):
+        if self.has_live_ip():
             return False
-        holding = slot.current is not None  # expired, not yet given back
-        holders = proxies.stats().in_use - (1 if holding else 0)
+        holders = self.sync.live_holders()
         if self._board is None or not self.sync.retire(holders, self._board):
             return False
         logger.info("Worker %d: retiring instead of taking a new IP: the boards waiting are "
                     "less than %.0f s of work for the %d workers still holding one", self.index,
                     self.sync.settings.ip_thrift, holders)
         return True
+
+    def has_live_ip(self) -> bool:
+        """True while this worker holds an IP that has not expired (read by other threads:
+        one attribute read, at worst a step stale)."""
+        current = self.slot.current
+        return current is not None and self.sync.proxies.is_alive(current)
 
     def _on_request(self, latency_s: float, error_class: str | None) -> None:
         self.sync.metrics.on_request(latency_s, error_class)
@@ -597,6 +601,7 @@ class Sync:
         self._lists_missing = False
         self._mode = "incremental"
         self._workers_running = 0  # worker threads not retired (see retire)
+        self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
         self._db_gone: BaseException | None = None  # set once writes gave up: stop writing
         self.summary: Summary
@@ -665,6 +670,7 @@ class Sync:
                     why)
         workers = [Worker(i, self, s.kinds[i::listers] if i < listers else ())
                    for i in range(n)]  # all built before any starts: nothing to clean up
+        self._workers = workers
         self._workers_running = n
         # The threads' own stop is list_stop: after a quota stop a lister still finishes its
         # lists; every other worker ends at its next step (Worker.loop checks fetch_stop).
@@ -768,6 +774,11 @@ class Sync:
                     continue
             todo.append(board)
         return todo
+
+    def live_holders(self) -> int:
+        """Workers still running that hold a live IP (an expired one held by an idle worker
+        does not count: it would be replaced before that worker's next request)."""
+        return sum(1 for w in self._workers if not w.retired and w.has_live_ip())
 
     def worker_ended(self) -> None:
         """A worker thread ended (done, stopped or crashed): one fewer to count on."""
