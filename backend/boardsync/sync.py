@@ -283,9 +283,16 @@ class ProxySlot:
     def url(self) -> str | None:
         return self.current.url if self.current else None
 
+    @property
+    def live(self) -> bool:
+        """True while the IP held has not expired (read by other threads too: one attribute
+        read, at worst a step stale)."""
+        current = self.current
+        return current is not None and self._proxies.is_alive(current)
+
     def ensure(self, stop: threading.Event | None = None) -> Proxy:
         """Make sure a live proxy is held; may block on the extraction bucket or raise quota."""
-        if self.current is not None and not self._proxies.is_alive(self.current):
+        if self.current is not None and not self.live:
             self._proxies.release(self.current)
             self.current = None
         if self.current is None:
@@ -373,21 +380,9 @@ class Worker:
 
     def _should_retire(self) -> bool:
         """True when this worker's IP is gone and the work waiting is not worth a new one."""
-        if self.has_live_ip():
+        if self.slot.live or self._board is None:
             return False
-        holders = self.sync.live_holders()
-        if self._board is None or not self.sync.retire(holders, self._board):
-            return False
-        logger.info("Worker %d: retiring instead of taking a new IP: the boards waiting are "
-                    "less than %.0f s of work for the %d workers still holding one", self.index,
-                    self.sync.settings.ip_thrift, holders)
-        return True
-
-    def has_live_ip(self) -> bool:
-        """True while this worker holds an IP that has not expired (read by other threads:
-        one attribute read, at worst a step stale)."""
-        current = self.slot.current
-        return current is not None and self.sync.proxies.is_alive(current)
+        return self.sync.retire(self.index, self._board)
 
     def _on_request(self, latency_s: float, error_class: str | None) -> None:
         self.sync.metrics.on_request(latency_s, error_class)
@@ -434,8 +429,10 @@ class Worker:
             bind(board=f"list:{kind}")
             try:
                 outcome = self.list_boards(kind)
-            except Exception as e:  # a bug: log it whole, and the manager must still hear
-                logger.exception("Worker %d: board list %s: unexpected error", self.index, kind)
+            except Exception as e:  # a bug, not the upstream: the manager must still hear
+                logger.error("Worker %d: board list %s: unexpected %r", self.index, kind, e,
+                             exc_info=e)
+                self.sync.metrics.on_error(classify(e)[0])
                 outcome = ListFailed(kind, PARTIAL, f"board list {kind}: unexpected {e!r}")
             finally:
                 bind(board=None)
@@ -460,7 +457,8 @@ class Worker:
         Failures go through the same two levels as a board's: a failed page is fetched again
         in place (:meth:`_page_failed`: the classifier's rotate/forgive decision, the breaker),
         and a list that still fails is fetched again whole, up to ``max_retry`` times. The IP
-        is then kept for members: no IP is taken just to list.
+        is then kept for members: no IP is taken just to list. Anything that is not a
+        :class:`BoardsyncError` is a bug and propagates (:meth:`loop` reports it).
         """
         sync, s = self.sync, self.sync.settings
         attempts = 0
@@ -470,25 +468,14 @@ class Worker:
                 result = self.client.fetch_board_list(
                     kind, self.slot, before_request=lambda: self.pace(sync.list_stop),
                     page_failed=self._page_failed)
-                return Listed(kind, list(getattr(result, "boards", result)))
+                return Listed(kind, list(result.boards))
             except Interrupted:
                 return ListFailed(kind, INTERRUPTED, "stop requested while listing boards")
             except QuotaExhausted as e:
                 return ListFailed(kind, PARTIAL, f"quota exhausted while listing boards: {e}",
                                   quota=True)
-            except Exception as e:  # noqa: BLE001 - classified
-                error_class, decision = classify(e)
-                if not isinstance(e, BoardsyncError):
-                    # a bug, not the upstream: surface it whole, and end the run partial
-                    logger.error("Worker %d: board list %s: unexpected %r", self.index, kind, e,
-                                 exc_info=e)
-                    sync.metrics.on_error(error_class)
-                    return ListFailed(kind, PARTIAL, f"board list {kind}: unexpected {e!r}")
-                logger.log(decision.log_level, "Worker %d: board list %s: %s (%s)", self.index,
-                           kind, error_class, e)
-                if e is not self._page_exc:  # not yet seen by _page_failed (e.g. incomplete)
-                    sync.metrics.on_error(error_class)
-                    self._after_failure(error_class, decision, e)
+            except BoardsyncError as e:
+                error_class, decision = self._judge(f"board list {kind}", e)
                 if not decision.retry or attempts >= max(1, s.max_retry):
                     # A clean partial end, not an exception: the run record and the state
                     # file must not say "ok" for a run that could not list its boards.
@@ -518,19 +505,26 @@ class Worker:
             return
         self.sync.outcomes.put(Fetched(board, list(result.members), attempts))
 
-    def _failed(self, task: Task, exc: BaseException) -> None:
-        board = task.board
-        attempts = task.retry_count + 1
+    def _judge(self, what: str, exc: BaseException) -> tuple[str, Decision]:
+        """Log a failed board or list fetch and apply what the classifier says to the IP.
+
+        A failure :meth:`_page_failed` already handled is not counted or applied twice.
+        """
         error_class, decision = classify(exc)
         if not isinstance(exc, BoardsyncError):
-            logger.error("Worker %d: board %s: unexpected %r", self.index, board.code, exc,
-                         exc_info=exc)
+            logger.error("Worker %d: %s: unexpected %r", self.index, what, exc, exc_info=exc)
         else:
-            logger.log(decision.log_level, "Worker %d: board %s via %s: %s (%s)", self.index,
-                       board.code, self.slot.key, error_class, exc)
+            logger.log(decision.log_level, "Worker %d: %s via %s: %s (%s)", self.index, what,
+                       self.slot.key, error_class, exc)
         if exc is not self._page_exc:  # not yet seen by _page_failed (e.g. incomplete)
             self.sync.metrics.on_error(error_class)
             self._after_failure(error_class, decision, exc)
+        return error_class, decision
+
+    def _failed(self, task: Task, exc: BaseException) -> None:
+        board = task.board
+        attempts = task.retry_count + 1
+        error_class, decision = self._judge(f"board {board.code}", exc)
         if decision.retry and attempts < max(1, self.sync.settings.max_retry):
             self.sync.metrics.on_retry()
             self.sync.tasks.put(Task(task.retry_count + 1, board, task.rank))
@@ -775,19 +769,19 @@ class Sync:
             todo.append(board)
         return todo
 
-    def live_holders(self) -> int:
+    def _live_holders(self) -> int:
         """Workers still running that hold a live IP (an expired one held by an idle worker
         does not count: it would be replaced before that worker's next request)."""
-        return sum(1 for w in self._workers if not w.retired and w.has_live_ip())
+        return sum(1 for w in self._workers if not w.retired and w.slot.live)
 
     def worker_ended(self) -> None:
         """A worker thread ended (done, stopped or crashed): one fewer to count on."""
         with self._workers_lock:
             self._workers_running -= 1
 
-    def retire(self, holders: int, board: Board) -> bool:
-        """Whether a worker that lost its IP while fetching ``board`` retires instead of
-        taking a new one (``ip_thrift``, extraction API only); True counts it out.
+    def retire(self, index: int, board: Board) -> bool:
+        """Whether worker ``index``, which lost its IP while fetching ``board``, retires instead
+        of taking a new one (``ip_thrift``, extraction API only); True counts it out.
 
         Never while a board list is still to come (its boards are not counted yet), never for
         a board that is itself ``ip_thrift`` seconds of work or more (it cannot be shared, so
@@ -803,12 +797,16 @@ class Sync:
         if self._pages(board) * spacing >= s.ip_thrift:
             return False
         waiting = sum(self._pages(t.board) for t in self.tasks.pending()) + self._pages(board)
+        holders = self._live_holders()
         with self._workers_lock:
             if self._workers_running <= 1 or worth_a_new_ip(waiting, holders, spacing,
                                                              s.ip_thrift):
                 return False
             self._workers_running -= 1
-            return True
+        logger.info("Worker %d: retiring instead of taking a new IP: the boards waiting are "
+                    "less than %.0f s of work for the %d workers still holding one", index,
+                    s.ip_thrift, holders)
+        return True
 
     def _pages(self, board: Board) -> int:
         """Requests ``board`` is expected to take (1 when its size is unknown)."""
