@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint check bench clean
+.PHONY: help venv demo test lint typecheck size check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,13 @@ test: $(STAMP) ## Run the test suite (PostgreSQL tests need BOARDSYNC_TEST_PG_UR
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check backend tests bench
 
-check: test lint ## Tests and lint
+typecheck: $(STAMP) ## mypy (disallow_untyped_defs) on backend/
+	$(BIN)/mypy
+
+size: ## Fail on a module over 400 lines or a function over 60 under backend/
+	$(PY) tools/check_size.py backend
+
+check: test lint typecheck size ## Tests, ruff, mypy and the size checker
 
 bench: $(STAMP) ## Run the benchmarks under bench/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,0 +1,64 @@
+"""The one duration parser and the one ``Retry-After`` parser.
+
+Settings (``max_age = "12h"``), the daemon's ``--every 1h30m`` and an upstream's
+``Retry-After: 120`` all say "this many seconds" in text; one parser each keeps their
+grammar the same everywhere and tested once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+from .errors import ConfigError
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str, key: str = "duration", *, allow_zero: bool = False) -> float:
+    """Seconds in ``"90"``, ``"1.5s"``, ``"30m"``, ``"1h30m"``, ``"2d"``, ``"250ms"``.
+
+    Raises:
+        ConfigError: empty, malformed, or not positive (zero allowed with ``allow_zero``),
+            naming ``key``.
+    """
+    cleaned = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(cleaned):
+        m = _DURATION.match(cleaned, pos)
+        if not m:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not cleaned or pos != len(cleaned):
+        raise ConfigError(f"{key}: {text!r} is not a duration like 30s, 30m, 1h30m or 2d", key)
+    if total < 0 or (total == 0 and not allow_zero):
+        raise ConfigError(f"{key}: must be > 0, got {text!r}", key)
+    return total
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """A ``Retry-After`` value in seconds from ``now`` (delta-seconds or an HTTP date).
+
+    None when absent or malformed; a date in the past is 0. ``now`` is the aware wall time
+    (from the injected clock), so the date form is testable.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
