@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import stat
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from boardsync.clock import iso
 from boardsync.errors import StateError
-from boardsync.state import REDACTED, StateFile, is_secret_key, redact, redact_text
+from boardsync.redact import REDACTED, is_secret_key, redact, redact_text
+from boardsync.state import StateFile
+from helpers import T0, FakeClock
 
 
 @pytest.fixture
@@ -124,20 +128,36 @@ def test_bad_file_is_state_error_and_never_overwritten(path: Path, body: bytes,
 
 
 def test_debounced_save(path: Path) -> None:
-    clock = [100.0]
-    sf = StateFile(path, debounce_ms=500, now=lambda: clock[0])
+    clock = FakeClock()
+    sf = StateFile(path, debounce_ms=500, clock=clock)
     assert sf.save() is True
     sf.update_board("BK0475", status="pending")
-    clock[0] += 0.2
+    clock.advance(0.2)
     assert sf.save() is False and sf.dirty
     assert "BK0475" not in json.loads(path.read_text())["boards"]
     assert sf.save(force=True) is True and not sf.dirty
     sf.update_board("BK0475", status="ok")
-    clock[0] += 0.499
+    clock.advance(0.499)
     assert sf.save() is False
-    clock[0] += 0.002
+    clock.advance(0.002)
     assert sf.save() is True
     assert json.loads(path.read_text())["boards"]["BK0475"]["status"] == "ok"
+
+
+def test_timestamps_come_from_the_injected_clock(path: Path) -> None:
+    clock = FakeClock()
+    sf = StateFile(path, debounce_ms=0, clock=clock)
+    sf.begin_run("r1", "incremental", {})
+    clock.advance(60)
+    sf.update_board("BK0475", status="ok", run_id="r1")
+    clock.advance(60)
+    sf.finish_run("r1", "ok", {}, None, {})
+    sf.save(force=True)
+    data = json.loads(path.read_text())
+    run = data["runs"][0]
+    assert run["started_at"] == iso(T0)
+    assert data["boards"]["BK0475"]["updated_at"] == iso(T0 + timedelta(seconds=60))
+    assert run["finished_at"] == data["updated_at"] == iso(clock.wall())
 
 
 def test_readers_always_see_a_complete_file(path: Path) -> None:

@@ -30,23 +30,19 @@ import copy
 import json
 import logging
 import os
-import re
 import threading
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .clock import SYSTEM, Clock, iso
 from .errors import StateError
 from .models import is_board_code
+from .redact import redact  # also imported from here by store.py (redaction lives in redact.py)
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-#: What :func:`redact` puts in place of a secret (the same marker as ``config.REDACTED``).
-REDACTED = "***"
 
 #: Board statuses the state file knows.
 BOARD_STATUSES: frozenset[str] = frozenset(
@@ -69,77 +65,6 @@ DEFAULT_DEBOUNCE_MS = 500
 #: Boards keep the ids of at most this many runs that wrote them (the audit trail).
 WRITTEN_BY_KEEP = 50
 
-# Name tokens (split on "_", "-", "." and camelCase) that mark a value as secret.
-_SECRET_TOKENS = frozenset(
-    {"password", "passwd", "pwd", "secret", "token", "apikey", "credential", "credentials",
-     "authorization", "auth", "cookie", "sessionid"}
-)
-# Exact key names that look secret by the rules above but are not (documented exceptions).
-_ALLOW_KEYS = frozenset({"key_param", "proxy_api_key_param", "token_bucket"})
-_URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
-_QUERY_SECRET_RE = re.compile(
-    r"(?P<name>[?&](?:key|api_?key|token|access_token|secret|password|pwd|sign|signature)=)"
-    r"[^&#\s]*",
-    re.IGNORECASE,
-)
-
-
-def _key_tokens(key: str) -> list[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
-    return [t for t in re.split(r"[_\-.\s]+", spaced.lower()) if t]
-
-
-def is_secret_key(key: str) -> bool:
-    """True when a mapping key names a secret.
-
-    Rules, chosen so ordinary keys survive: a key is secret when one of its name tokens is a
-    secret word (``password``, ``secret``, ``token``, ``apikey``, ``auth``...) or when its
-    *last* token is ``key`` (``key``, ``api_key``, ``proxy_api_key``). So ``max_ips``,
-    ``kinds``, ``max_tokens``, ``keyword``, ``key_count`` and ``proxy_api_key_param`` (the
-    *name* of the parameter, not its value) are kept; ``_ALLOW_KEYS`` lists the exceptions.
-    """
-    if key in _ALLOW_KEYS:
-        return False
-    tokens = _key_tokens(key)
-    if not tokens:
-        return False
-    return tokens[-1] == "key" or any(t in _SECRET_TOKENS for t in tokens)
-
-
-def redact_text(text: str) -> str:
-    """Cut passwords out of ``scheme://user:pass@host`` and secret query values out of URLs."""
-    text = _URL_USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    return _QUERY_SECRET_RE.sub(lambda m: f"{m['name']}{REDACTED}", text)
-
-
-def redact(obj: Any) -> Any:
-    """A deep copy of ``obj`` with secrets replaced by ``"***"`` (defence in depth).
-
-    Callers already pass redacted parameters; this catches what slipped through before it is
-    written to disk: values of secret-named keys (see :func:`is_secret_key`) become ``"***"``
-    (empty/None values are kept, they hide nothing), and every string has URL passwords and
-    secret query values cut out (see :func:`redact_text`). Lists, tuples and dicts are walked.
-    """
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            key = str(k)
-            if is_secret_key(key) and v not in (None, "", {}, []):
-                out[key] = REDACTED
-            else:
-                out[key] = redact(v)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str):
-        return redact_text(obj)
-    return obj
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _empty() -> dict[str, Any]:
     return {"version": STATE_VERSION, "updated_at": None, "current_run": None, "runs": [],
             "boards": {}}
@@ -152,7 +77,8 @@ class StateFile:
         path: the JSON file; its directory is created on the first save.
         debounce_ms: minimum time between two ``save()`` calls that actually write; ``0``
             writes every time. ``save(force=True)`` always writes.
-        now: monotonic clock (injected so tests step the debounce exactly).
+        clock: the debounce's monotonic time and the records' wall time (``updated_at``,
+            ``started_at``...); injected so tests step the debounce and read exact times.
     """
 
     def __init__(
@@ -160,11 +86,11 @@ class StateFile:
         path: str | os.PathLike[str],
         *,
         debounce_ms: float = DEFAULT_DEBOUNCE_MS,
-        now: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.path = Path(path)
         self.debounce_ms = debounce_ms
-        self._now = now
+        self._clock = clock
         self._lock = threading.RLock()
         self._data: dict[str, Any] = _empty()
         self._loaded = False
@@ -300,7 +226,7 @@ class StateFile:
             run = self._find_run(run_id)
             if run is None:
                 run = {"id": run_id, "mode": mode, "params": redact(dict(params)),
-                       "started_at": _now_iso(), "finished_at": None, "status": "running",
+                       "started_at": self._now_iso(), "finished_at": None, "status": "running",
                        "totals": {}, "ips": {}, "errors": {}}
                 self._data["runs"].append(run)
             else:
@@ -330,7 +256,7 @@ class StateFile:
             if run is None:
                 run = {"id": run_id, "mode": None, "params": {}, "started_at": None}
                 self._data["runs"].append(run)
-            run.update(status=status, finished_at=_now_iso(), totals=redact(dict(totals)),
+            run.update(status=status, finished_at=self._now_iso(), totals=redact(dict(totals)),
                        ips=redact(dict(ips)) if isinstance(ips, Mapping) else ips,
                        errors=dict(errors))
             if resumable:
@@ -372,9 +298,12 @@ class StateFile:
                 rec["written_by"] = written[-WRITTEN_BY_KEEP:]
             if self._data.get("current_run") is not None:
                 rec["seen_in_run"] = self._data["current_run"]
-            rec["updated_at"] = _now_iso()
+            rec["updated_at"] = self._now_iso()
             self._dirty = True
             return copy.deepcopy(rec)
+
+    def _now_iso(self) -> str:
+        return iso(self._clock.wall())
 
     # -- writing ------------------------------------------------------------------------
 
@@ -391,11 +320,11 @@ class StateFile:
         """
         with self._lock:
             self._ensure_loaded()
-            now = self._now()
+            now = self._clock.now()
             if (not force and self._last_save is not None
                     and (now - self._last_save) * 1000.0 < self.debounce_ms):
                 return False
-            self._data["updated_at"] = _now_iso()
+            self._data["updated_at"] = self._now_iso()
             body = json.dumps(self._data, ensure_ascii=False, indent=1, sort_keys=True,
                               default=str).encode("utf-8")
             try:
