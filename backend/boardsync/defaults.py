@@ -1,0 +1,116 @@
+"""The defaults table: every settings key with its type, default, unit and meaning.
+
+Why a module of its own: the table is read by the loader (types, defaults), by
+:class:`~boardsync.settings.Settings` (which keys are secret), by the example-config
+generator and by the docs; none of them needs the others. Durations are seconds; every key
+is also the environment variable ``BOARDSYNC_<KEY>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Pacing presets: named, documented bundles of pacing values a user can pick with
+#: ``--preset``. ``reference`` reproduces the reference run's own settings.
+PRESETS: dict[str, dict[str, Any]] = {
+    "reference": {
+        "workers": 6,
+        "req_delay_min": 1.0,
+        "req_delay_max": 2.0,
+        "ip_ttl": 45.0,
+        "extract_interval": 2.0,
+        "pacing": "fixed",
+        "board_order": "listed",
+        "ip_thrift": 0.0,  # the reference script took a new IP whenever it lost one
+    },
+    # Pace by what the upstream allows (docs/BENCHMARKS.md): AIMD spacing learned down from
+    # 1.5 s to a 1.05 s floor (the anti-bot's 1 req/s per IP plus 5 %), the IP's burst used
+    # (4 of its 5 tokens), 20 workers fed by one extraction call of 20 IPs (workers 0 and 1
+    # list the two kinds first on their own IPs), replacements one at a time, an IP kept up
+    # to 55 s of its 60 s life, no stagger, and a 3 s read timeout so a hung request costs
+    # 3 s, not 10.
+    "fast": {
+        "workers": 20,
+        "pacing": "adaptive",
+        "req_delay_min": 1.05,
+        "req_delay_max": 1.5,
+        "pacing_floor": 1.05,
+        "pacing_burst": 4.0,
+        "extract_interval": 2.0,
+        "extract_batch": 20,
+        "ip_ttl": 55.0,
+        "ip_ttl_jitter": 0.0,
+        "stagger": 0.0,
+        "read_timeout": 3.0,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One settings key: its type, default, unit/meaning and whether it is a secret."""
+
+    type: type
+    default: Any
+    help: str
+    secret: bool = False
+
+
+#: The defaults table. Durations are seconds; every key is also ``BOARDSYNC_<KEY>``.
+FIELDS: dict[str, Field] = {
+    "db_url": Field(str, "sqlite:///data/boardsync.db", "SQLAlchemy database URL"),
+    "state_path": Field(str, "data/ext_board_sync_state.json", "state file path"),
+    "upstream_url": Field(
+        str, "https://push2.eastmoney.com", "East Money push2 base URL (path is appended)"
+    ),
+    "kinds": Field(tuple, ("industry", "concept"), "board kinds to sync: industry,concept,region"),
+    "boards": Field(tuple, (), "only these board codes (empty = all boards of the kinds)"),
+    "force": Field(bool, False, "resync every board whatever the state says"),
+    "max_age": Field(float, 20 * 3600.0, "skip boards synced less than this many seconds ago"),
+    "workers": Field(int, 6, "worker threads; 0 = auto (Little's law from QPS and IP TTL)"),
+    "req_delay_min": Field(float, 1.0, "minimum random delay before each request, seconds"),
+    "req_delay_max": Field(float, 2.0, "maximum random delay before each request, seconds"),
+    "max_retry": Field(int, 10, "attempts after which a board is a permanent failure"),
+    "page_retries": Field(int, 6, "attempts per page before the board goes back to the queue "
+                          "(above the 4 resets in a row that rotate an IP, so a page that "
+                          "made its IP rotate gets tries on the fresh one)"),
+    "pacing": Field(str, "fixed", "fixed: random delay in [min, max]; adaptive: AIMD per IP"),
+    "pacing_floor": Field(float, 0.5, "adaptive pacing: never space requests on one IP closer"),
+    "pacing_burst": Field(float, 1.0, "adaptive pacing: requests a fresh IP may send back to "
+                          "back (the upstream's burst minus one; 1 = none)"),
+    "breaker_ips": Field(int, 4, "outage breaker: failing IPs in a row that open it"),
+    "breaker_cooldown": Field(float, 30.0, "seconds the outage breaker stays open"),
+    "proxy": Field(str, "direct", "proxy source: direct, static, api or tunnel"),
+    "proxy_file": Field(str, "", "static proxy list file (one [user:pass@]host:port per line)"),
+    "proxy_api_url": Field(str, "", "provider extraction API URL", secret=True),
+    "proxy_api_key": Field(str, "", "provider API key (sent as the key parameter)", secret=True),
+    "proxy_api_key_param": Field(str, "key", "query parameter name of the API key"),
+    "proxy_api_num_param": Field(str, "num", "query parameter name of the IP count"),
+    "proxy_api_format": Field(str, "txt", "extraction body format: txt or json"),
+    "proxy_tunnel_url": Field(str, "", "tunnel gateway URL with user:pass", secret=True),
+    "extract_interval": Field(float, 2.0, "minimum seconds between extraction API calls"),
+    "extract_batch": Field(int, 1, "most IPs asked per extraction call; > 1: the first call "
+                           "asks for workers + 1, later calls for the IPs awaited"),
+    "max_ips": Field(int, 200, "never extract more IPs than this in one run"),
+    "ip_ttl": Field(float, 45.0, "seconds an IP is used before rotating (capped by provider TTL)"),
+    "ip_ttl_jitter": Field(float, 0.15, "TTL jitter fraction so workers do not rotate together"),
+    "ip_thrift": Field(float, 15.0, "extraction API: a worker whose IP expired or was evicted "
+                       "takes a new one only while the boards waiting are at least this many "
+                       "seconds of work per worker still holding an IP; otherwise it stops and "
+                       "leaves them to the others (0 = always take a new IP)"),
+    "connect_timeout": Field(float, 5.0, "TCP connect timeout, seconds"),
+    "read_timeout": Field(float, 10.0, "read timeout, seconds"),
+    "stagger": Field(float, 1.0, "seconds between starting consecutive workers"),
+    "board_order": Field(str, "largest", "largest: biggest boards first (last known member "
+                         "count, else the list's rising+falling count) so no big board is "
+                         "left paging alone at the end; listed: upstream list order"),
+    "shrink_threshold": Field(float, 0.5, "hold back a board that shrinks by more than this"),
+    "accept_shrink": Field(bool, False, "write boards that shrank or came back empty anyway"),
+    "shutdown_timeout": Field(float, 30.0, "seconds a graceful stop may take"),
+    "write_batch": Field(int, 20, "boards written per database transaction at most"),
+    "db_retries": Field(int, 5, "attempts for a database write before the run stops"),
+    "progress": Field(str, "auto", "auto (bar on a terminal, log lines otherwise), bar, log, none"),
+    "log_interval": Field(float, 10.0, "seconds between progress log lines when not a terminal"),
+    "page_size": Field(int, 100, "rows per page requested (the server caps it at 100)"),
+}
