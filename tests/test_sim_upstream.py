@@ -9,14 +9,17 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from boardsync.clock import SYSTEM, Clock
 from boardsync.sim import Scenario, Simulator, load_scenario
 from boardsync.sim.antibot import AntiBot
+from helpers import FakeClock, wait_until
 
 SCALE = 0.01
 FIXTURES = Path(__file__).parent / "fixtures" / "eastmoney"
@@ -26,11 +29,11 @@ UNLIMITED = {"latency_median_s": 0.0, "rate_per_s": 1e6, "burst": 1e6}
 
 
 @contextmanager
-def sim(name: str = "clean", seed: int = 7, scale: float = SCALE,
+def sim(name: str = "clean", seed: int = 7, scale: float = SCALE, clock: Clock = SYSTEM,
         **overrides: Any) -> Iterator[Simulator]:
     """A simulator with no latency and no rate limit unless ``overrides`` set them."""
     scn = load_scenario(name).with_overrides(**(UNLIMITED | overrides))
-    with Simulator(scn, time_scale=scale, seed=seed) as s:
+    with Simulator(scn, time_scale=scale, seed=seed, clock=clock) as s:
         yield s
 
 
@@ -43,17 +46,6 @@ def members(s: Simulator, board: str, **params: Any) -> requests.Response:
     base = {"pn": 1, "pz": 100, "po": 1, "np": 1, "fltt": 2, "invt": 2, "fid": "f12",
             "fs": f"b:{board} f:!50", "fields": "f12,f13,f14"}
     return get(s, **(base | params))
-
-
-def until(check: Any, timeout: float = 3.0) -> Any:
-    """Poll ``check()`` every 10 ms until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 # -- market -------------------------------------------------------------------------------
@@ -162,7 +154,7 @@ def test_f3_sort_moves_while_f12_sort_is_stable() -> None:
         by_f12 = [c for pn in range(1, 38) for c in page(pn, "f12")]
         again = [c for pn in range(1, 38) for c in page(pn, "f12")]
         first = page(1, "f3")
-        until(lambda: page(1, "f3") != first)
+        assert wait_until(lambda: page(1, "f3") != first, limit=3.0)
     assert by_f12 == again == sorted(by_f12, reverse=True) and len(set(by_f12)) == 3674
     assert len(by_f3) == 3674 and len(set(by_f3)) < 3674  # duplicates, hence gaps
 
@@ -222,17 +214,40 @@ def _outcome(s: Simulator, session: requests.Session, timeout: float = 5.0) -> s
 
 
 def test_ban_on_burst_then_expiry() -> None:
-    # One token per 1,000 simulated s (no refill between requests, however slow the machine),
-    # burst 3, ban 20 simulated s = 0.2 s real.
-    with sim(rate_per_s=0.001, burst=3.0, ban_s=20.0, ban_close_fraction=0.0) as s, \
-            requests.Session() as h:
+    # One token per 1,000 simulated s, burst 3, ban 20 simulated s = 0.2 s of the fake clock:
+    # the simulator reads time only through its clock, so nothing refills or expires unless
+    # the test moves it.
+    clock = FakeClock()
+    with sim(rate_per_s=0.001, burst=3.0, ban_s=20.0, ban_close_fraction=0.0,
+             clock=clock) as s, requests.Session() as h:
         outcomes = [_outcome(s, h) for _ in range(5)]
         assert outcomes[:3] == ["ok"] * 3 and outcomes[3:] == ["403", "403"]
         c = s.counters()
         assert (c["bans"], c["banned_requests"]) == (1, 2)
         assert c["banned_identities_now"] == ["127.0.0.1"]
-        until(lambda: _outcome(s, h) == "ok")
+        clock.advance(0.19)
+        assert _outcome(s, h) == "403"
+        clock.advance(0.02)
+        assert s.counters()["banned_identities_now"] == []
+        assert _outcome(s, h) == "ok"
         assert s.counters()["bans"] == 1
+
+
+def test_every_part_reads_time_through_the_injected_clock() -> None:
+    clock = FakeClock()
+    with sim(scale=0.5, clock=clock) as s:
+        assert s.counters()["sim_time_s"] == 0
+        clock.advance(5.0)
+        assert s.counters()["sim_time_s"] == 10.0  # simulated = clock seconds / time_scale
+        row = get(s, pn=1, pz=1, np=1, fltt=2, fs=LIST_FS["industry"],
+                  fields="f12,f124").json()["data"]["diff"][0]
+        assert row["f124"] == int(clock.wall().timestamp())
+        item = requests.get(s.extract_url, params={"key": s.api_key, "num": 1, "format": "json"},
+                            timeout=5).json()["data"][0]
+        lifetime = s.scenario.ip_lifetime_s * 0.5
+        expires = (clock.wall() + timedelta(seconds=lifetime)).astimezone()
+        assert item["expire_time"] == expires.strftime("%Y-%m-%d %H:%M:%S")
+        assert item["ttl"] == round(lifetime, 3)
 
 
 def test_ban_response_mix() -> None:

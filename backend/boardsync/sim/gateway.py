@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import random
 import socket
@@ -38,6 +39,19 @@ def fake_identity(rng: random.Random) -> str:
     """A plausible public IPv4 address (never loopback or private)."""
     return (f"{rng.choice(FIRST_OCTETS)}.{rng.randrange(256)}.{rng.randrange(256)}."
             f"{rng.randrange(1, 255)}")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamLink:
+    """A client connection's keep-alive connection to the upstream (kept in ``Conn.data``)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+
+def _link_of(conn: Conn) -> UpstreamLink | None:
+    link = conn.data.get("upstream")
+    return link if isinstance(link, UpstreamLink) else None
 
 
 @dataclass
@@ -107,8 +121,8 @@ class Gateway:
 
     def _expire_soon(self, ip: IssuedIP) -> None:
         task = asyncio.ensure_future(self.expire(ip))
-        self.tracker.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self.tracker.discard)  # type: ignore[arg-type]
+        self.tracker.add(task)
+        task.add_done_callback(self.tracker.discard)
 
     async def expire(self, ip: IssuedIP) -> None:
         """Close ``ip``'s listener and its connections; its port now refuses connections."""
@@ -189,15 +203,16 @@ class Gateway:
         if parts.hostname not in ("127.0.0.1", "localhost") or (
                 parts.port or 80) != self.upstream_port:
             return Reply(503, b"Proxy Connect Error", "text/plain")
-        link = conn.data.get("upstream")
+        link = _link_of(conn)
         if link is None:
             try:
-                link = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+                link = UpstreamLink(*await asyncio.open_connection("127.0.0.1",
+                                                                   self.upstream_port))
             except OSError:
                 return Reply(503, b"Proxy Connect Error", "text/plain")
             conn.data["upstream"] = link
-            conn.on_close.append(lambda w=link[1]: abort(w))
-        reader, writer = link  # type: ignore[misc]
+            conn.on_close.append(functools.partial(abort, link.writer))
+        reader, writer = link.reader, link.writer
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -235,9 +250,10 @@ class Gateway:
 
     @staticmethod
     def _drop_link(conn: Conn) -> None:
-        link = conn.data.pop("upstream", None)
+        link = _link_of(conn)
+        conn.data.pop("upstream", None)
         if link is not None:
-            abort(link[1])  # type: ignore[index]
+            abort(link.writer)
 
     async def close(self) -> None:
         for ip in self.ips.values():

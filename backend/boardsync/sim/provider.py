@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
-from collections.abc import Callable
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from .gateway import Gateway, IssuedIP, fake_identity
@@ -44,12 +42,10 @@ def format_seconds(seconds: float) -> str:
 class Provider:
     """Extraction API state: last call, quota per simulated day, the issued IPs."""
 
-    def __init__(self, state: SimState, gateway: Gateway, api_key: str,
-                 epoch: Callable[[], float] = time.time) -> None:
+    def __init__(self, state: SimState, gateway: Gateway, api_key: str) -> None:
         self.state = state
         self.gateway = gateway
         self.api_key = api_key
-        self.epoch = epoch
         self.rng = random.Random(f"{state.seed}:provider")
         self.last_served: float | None = None
         self.quota_day = 0
@@ -113,7 +109,9 @@ class Provider:
         if fmt == "txt":
             body = "\r\n".join(f"127.0.0.1:{ip.port},{format_seconds(lifetime)}" for ip in fresh)
             return Reply(200, body.encode("ascii"), "text/plain; charset=utf-8")
-        expire = datetime.fromtimestamp(self.epoch() + lifetime).strftime("%Y-%m-%d %H:%M:%S")
+        # A naive local time of day, as the providers this models write it.
+        expire = (st.wall() + timedelta(seconds=lifetime)).astimezone().strftime(
+            "%Y-%m-%d %H:%M:%S")
         data = [{"ip": "127.0.0.1", "port": ip.port, "expire_time": expire,
                  "ttl": round(lifetime, 3), "outip": ip.identity} for ip in fresh]
         return _json({"code": 0, "msg": "ok", "success": True, "data": data})

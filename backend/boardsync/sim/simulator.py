@@ -13,6 +13,7 @@ import secrets
 import threading
 from typing import Any
 
+from ..clock import SYSTEM, Clock
 from ..models import Board
 from .gateway import Gateway
 from .httpd import Conn, Listener, Reply, Request
@@ -45,12 +46,16 @@ class Simulator:
         seed: makes the market, the identities and every fault draw reproducible.
         host: where to listen (loopback by default; proxies always advertise 127.0.0.1).
         port: the upstream's port (0 = any free one); the other listeners take free ports.
+        clock: where every part reads time (simulated seconds are its monotonic time divided
+            by ``time_scale``; served timestamps are its wall time). Latency, hangs and IP
+            expiry are scheduled on the event loop, whose timers run in real time.
 
     Use as a context manager, or call ``start()`` and ``stop()``.
     """
 
     def __init__(self, scenario: Scenario | str = "reference", *, time_scale: float = 1.0,
-                 seed: int = 7, host: str = "127.0.0.1", port: int = 0) -> None:
+                 seed: int = 7, host: str = "127.0.0.1", port: int = 0,
+                 clock: Clock = SYSTEM) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.time_scale = float(time_scale)
         self.seed = seed
@@ -58,7 +63,8 @@ class Simulator:
         self._port = port
         self.api_key = secrets.token_hex(8)
         self._tunnel_auth = ("sim", secrets.token_hex(6))
-        self.state = SimState(self.scenario, seed, self.time_scale, secrets.token_hex(16))
+        self.state = SimState(self.scenario, seed, self.time_scale, secrets.token_hex(16),
+                              clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()

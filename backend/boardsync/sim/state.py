@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from ..clock import SYSTEM, Clock
 from .antibot import AntiBot
 from .market import Market
 from .scenario import Scenario
@@ -50,10 +50,15 @@ class Counters:
 
 
 class SimState:
-    """One simulator's mutable world. ``now()`` is simulated seconds since start."""
+    """One simulator's mutable world. ``now()`` is simulated seconds since start.
+
+    ``clock`` is the one source of time for every part of the simulator (the upstream's
+    timestamps and the provider's expiry times read its wall time through :meth:`wall`), so
+    a test or benchmark that injects a clock controls all of them at once.
+    """
 
     def __init__(self, scenario: Scenario, seed: int, time_scale: float,
-                 secret: str, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 secret: str, clock: Clock = SYSTEM) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         self.scenario = scenario
@@ -66,12 +71,16 @@ class SimState:
         self.counters = Counters()
         self.outage: str | None = None
         self.shrink: dict[str, float] = {}
-        self._monotonic = monotonic
-        self._t0 = monotonic()
+        self.clock = clock
+        self._t0 = clock.now()
 
     def now(self) -> float:
         """Simulated seconds since the simulator started."""
-        return (self._monotonic() - self._t0) / self.time_scale
+        return (self.clock.now() - self._t0) / self.time_scale
+
+    def wall(self) -> datetime:
+        """The real time of day (aware UTC), for timestamps served to clients."""
+        return self.clock.wall()
 
     def real(self, sim_seconds: float) -> float:
         """Real seconds for a simulated duration."""

@@ -12,8 +12,6 @@ import asyncio
 import json
 import logging
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 from .httpd import DROP, Conn, Reply, Request
@@ -171,9 +169,8 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 class Upstream:
     """Request handler for the upstream listener (runs on the simulator's event loop)."""
 
-    def __init__(self, state: SimState, *, epoch: Callable[[], float] = time.time) -> None:
+    def __init__(self, state: SimState) -> None:
         self.state = state
-        self.epoch = epoch
 
     def identity_of(self, request: Request) -> str:
         """The exit identity: the gateway's header (only with its secret), else the peer."""
@@ -254,7 +251,7 @@ class Upstream:
         st = self.state
         market = st.market
         t = st.now()
-        renderer = RowRenderer(market, t, int(self.epoch()), params.get("fltt") != "2")
+        renderer = RowRenderer(market, t, int(st.wall().timestamp()), params.get("fltt") != "2")
         if board is not None:
             if board not in market.boards:
                 return None
