@@ -1,0 +1,71 @@
+"""The East Money push2 ``clist`` upstream: parse a page, judge a fetch, send one request.
+
+Four concepts, one module each, so each is tested alone:
+
+* :mod:`.parse` - bytes -> :class:`Page`, and one row -> :class:`Board` / :class:`Member`
+  (pure; fuzzed);
+* :mod:`.paging` - :class:`Pager`, which judges the pages of one fetch with no I/O, so the
+  caller (the worker) owns pacing and retries;
+* :mod:`.client` - :class:`UpstreamClient`, the one place that touches ``requests``;
+* :mod:`.fetch` - :func:`fetch_members` / :func:`fetch_board_list`, a whole fetch without
+  retries, and the result types.
+"""
+
+from __future__ import annotations
+
+from .client import (
+    CLIST_PATH,
+    DEFAULT_BASE_URL,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REFERER,
+    DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    ProxyLike,
+    UpstreamClient,
+    proxy_key,
+)
+from .fetch import BoardListResult, MembersResult, drive, fetch_board_list, fetch_members
+from .paging import (
+    BOARD_FIELDS,
+    DEFAULT_EXTRA_PAGES,
+    DEFAULT_MAX_PAGES,
+    MEMBER_FIELDS,
+    Pager,
+    Query,
+    Step,
+    board_list_query,
+    members_query,
+)
+from .parse import MAX_TOTAL, Page, infer_market, parse_board_row, parse_member_row, parse_page
+
+__all__ = [
+    "BOARD_FIELDS",
+    "CLIST_PATH",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_EXTRA_PAGES",
+    "DEFAULT_MAX_PAGES",
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_REFERER",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_USER_AGENT",
+    "MAX_TOTAL",
+    "MEMBER_FIELDS",
+    "BoardListResult",
+    "MembersResult",
+    "Page",
+    "Pager",
+    "ProxyLike",
+    "Query",
+    "Step",
+    "UpstreamClient",
+    "board_list_query",
+    "drive",
+    "fetch_board_list",
+    "fetch_members",
+    "infer_market",
+    "members_query",
+    "parse_board_row",
+    "parse_member_row",
+    "parse_page",
+    "proxy_key",
+]
