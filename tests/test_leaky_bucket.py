@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -11,21 +12,7 @@ from hypothesis import strategies as st
 
 from boardsync.errors import ConfigError, Interrupted
 from boardsync.proxy import LeakyBucket
-
-
-class FakeClock:
-    """A clock whose ``sleep`` advances ``now`` (single-threaded tests)."""
-
-    def __init__(self, start: float = 100.0) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += max(0.0, seconds)
+from helpers import T0, FakeClock
 
 
 class VirtualClock:
@@ -35,7 +22,8 @@ class VirtualClock:
     inside ``sleep``, the clock jumps to the earliest wake-up target and wakes exactly those
     sleepers (under one lock). So a thread that sleeps "until its slot" wakes with ``now()``
     equal to the slot, whatever the real OS scheduling was: the test sees exact times.
-    Each participant calls :meth:`done` when it finishes.
+    Each participant calls :meth:`done` when it finishes. A :class:`boardsync.clock.Clock`:
+    ``wait`` is a sleep unless the event is already set, ``wall`` follows the virtual time.
     """
 
     def __init__(self, participants: int, start: float = 0.0) -> None:
@@ -68,6 +56,17 @@ class VirtualClock:
                 if not self._cond.wait(timeout=5.0):
                     raise AssertionError("virtual clock stalled")
 
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        if event.is_set():
+            return True
+        if seconds is None:
+            raise AssertionError("an unbounded wait would stall virtual time")
+        self.sleep(seconds)
+        return event.is_set()
+
+    def wall(self) -> datetime:
+        return T0 + timedelta(seconds=self.now())
+
     def done(self) -> None:
         with self._cond:
             self._active -= 1
@@ -75,8 +74,8 @@ class VirtualClock:
 
 
 def test_single_thread_spacing_is_exact() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     times = []
     for _ in range(5):
         bucket.acquire()
@@ -87,36 +86,36 @@ def test_single_thread_spacing_is_exact() -> None:
 
 def test_idle_time_is_not_banked() -> None:
     """After a long idle period only one call goes at once (no burst, unlike a token bucket)."""
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     bucket.acquire()
-    clock.t += 60
+    clock.advance(60)
     bucket.acquire()
-    assert clock.t == 160.0
+    assert clock.now() == 160.0
     bucket.acquire()
-    assert clock.t == 162.0
+    assert clock.now() == 162.0
 
 
 def test_wait_time_is_pure() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     assert bucket.wait_time() == 0.0
     bucket.acquire()
     assert bucket.wait_time() == 2.0
     assert bucket.wait_time() == 2.0  # asking again reserves nothing
-    clock.t += 0.5
+    clock.advance(0.5)
     assert bucket.wait_time() == 1.5
-    clock.t += 5
+    clock.advance(5)
     assert bucket.wait_time() == 0.0
     assert clock.sleeps == []
 
 
 def test_zero_interval_means_no_limit() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(0, clock=clock)
     for _ in range(10):
         bucket.acquire()
-    assert clock.t == 100.0 and clock.sleeps == []
+    assert clock.now() == 100.0 and clock.sleeps == []
     assert bucket.wait_time() == 0.0
 
 
@@ -127,32 +126,32 @@ def test_bad_interval_is_config_error(bad: float) -> None:
 
 
 def test_delay_pushes_the_next_slot_later() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     bucket.acquire()  # at 100; next slot 102
     bucket.delay(5.0)  # provider: retry in 5 s -> 105
     assert bucket.wait_time() == 5.0
     bucket.delay(1.0)  # a shorter delay never pulls the slot earlier
     assert bucket.wait_time() == 5.0
     bucket.acquire()
-    assert clock.t == 105.0
+    assert clock.now() == 105.0
     bucket.acquire()
-    assert clock.t == 107.0
+    assert clock.now() == 107.0
 
 
 def test_delay_before_first_use() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     bucket.delay(3.0)
     bucket.acquire()
-    assert clock.t == 103.0
+    assert clock.now() == 103.0
 
 
 def test_threads_share_one_spacing_exactly() -> None:
     """8 real threads × 5 calls: return times on the shared clock are exactly 1.5 s apart."""
     n_threads, per_thread, interval = 8, 5, 1.5
     clock = VirtualClock(n_threads, start=10.0)
-    bucket = LeakyBucket(interval, now=clock.now, sleep=clock.sleep)
+    bucket = LeakyBucket(interval, clock=clock)
     returns: list[float] = []
     slots: list[float] = []
     lock = threading.Lock()
@@ -206,8 +205,8 @@ def test_real_threads_real_clock_slots_are_spaced() -> None:
 
 
 def test_stop_event_interrupts_the_wait_and_gives_the_slot_back() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     bucket.acquire()
     stop = threading.Event()
     stop.set()
@@ -215,16 +214,39 @@ def test_stop_event_interrupts_the_wait_and_gives_the_slot_back() -> None:
         bucket.acquire(stop)
     assert bucket.wait_time() == 2.0  # the abandoned slot did not push the queue back
     bucket.acquire()
-    assert clock.t == 102.0
+    assert clock.now() == 102.0
 
 
-def test_stop_event_wait_sleeps_in_short_chunks() -> None:
-    clock = FakeClock()
-    bucket = LeakyBucket(2.0, now=clock.now, sleep=clock.sleep)
+class StopArrivesClock(FakeClock):
+    """A fake clock on which a stop request arrives while the bucket is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__(100.0)
+        self.waits: list[float | None] = []
+
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        self.waits.append(seconds)
+        self.advance(0.5)
+        event.set()
+        return True
+
+
+def test_stop_event_wait_is_one_clock_wait_until_the_slot() -> None:
+    clock = FakeClock(100.0)
+    bucket = LeakyBucket(2.0, clock=clock)
     bucket.acquire()
-    bucket.acquire(threading.Event())
-    assert clock.t == 102.0
-    assert max(clock.sleeps) <= 0.25
+    bucket.acquire(threading.Event())  # not set: waits the whole 2 s on the event
+    assert clock.now() == 102.0 and clock.sleeps == [2.0]
+
+
+def test_stop_arriving_mid_wait_interrupts_and_gives_the_slot_back() -> None:
+    clock = StopArrivesClock()
+    bucket = LeakyBucket(2.0, clock=clock)
+    bucket.acquire()
+    with pytest.raises(Interrupted):
+        bucket.acquire(threading.Event())
+    assert clock.waits == [2.0] and clock.now() == 100.5
+    assert bucket.wait_time() == 1.5  # the abandoned slot at 102 was given back
 
 
 @settings(max_examples=200, deadline=None)
@@ -243,14 +265,14 @@ def test_property_acquires_never_closer_than_interval(
     interval: float, ops: list[tuple[str, float]]
 ) -> None:
     clock = FakeClock(0.0)
-    bucket = LeakyBucket(interval, now=clock.now, sleep=clock.sleep)
+    bucket = LeakyBucket(interval, clock=clock)
     times: list[float] = []
     for op, x in ops:
         if op == "acquire":
             bucket.acquire()
             times.append(clock.now())
         elif op == "idle":
-            clock.t += x
+            clock.advance(x)
         else:
             bucket.delay(x)
             assert bucket.wait_time() >= x - 1e-9

@@ -11,14 +11,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from boardsync.config import load_settings
 from boardsync.errors import (
     ConfigError,
     ExtractionThrottled,
@@ -35,42 +36,32 @@ from boardsync.proxy import (
     Proxy,
     ProxyEndpoint,
     ProxyManager,
+    ProxySource,
     StaticListSource,
     TunnelSource,
     jittered_ttl,
     parse_extraction_body,
-    redact_url,
+)
+from boardsync.redact import strip_url
+from boardsync.sizing import (
+    DEFAULT_WORKERS_DIRECT,
+    DEFAULT_WORKERS_UNPACED,
+    resolve_workers,
     workers_auto,
 )
-
-
-class FakeClock:
-    """``sleep`` advances ``now``; thread-safe so a few threads may share it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self.t
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.t += max(0.0, seconds)
+from helpers import T0, FakeClock
 
 
 class ScriptedSource:
     """An extraction source that plays a script: each step is a list of keys or an exception.
 
     After the script, it issues fresh unique IPs. Records the clock time of every call.
+    Like every extraction source it offers no shared proxy and no free supply.
     """
 
-    rotates_itself = False
-    unlimited = False
-
-    def __init__(self, script: list[object] | None = None, *, now=None, extra: int = 0,
-                 ttl: float | None = None, pause: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, script: list[object] | None = None, *,
+                 now: Callable[[], float] | None = None, extra: int = 0,
+                 ttl: float | None = None, pause: float = 0.0) -> None:
         self.script = list(script or [])
         self.now = now or time.monotonic
         self.extra = extra
@@ -80,6 +71,12 @@ class ScriptedSource:
         self.issued = 0
         self._n = 0
         self._lock = threading.Lock()
+
+    def shared(self) -> Proxy | None:
+        return None
+
+    def supply(self) -> int | None:
+        return None
 
     def fetch(self, count: int) -> list[ProxyEndpoint]:
         with self._lock:
@@ -101,15 +98,15 @@ class ScriptedSource:
         return [ProxyEndpoint(k.split(":")[0], int(k.split(":")[1]), self.ttl) for k in keys]
 
 
-def manager(source: object, clock: FakeClock | None = None, *, interval: float = 0.0,
+def manager(source: ProxySource, clock: FakeClock | None = None, *, interval: float = 0.0,
             max_ips: int = 100, ttl_s: float = 60.0, jitter: float = 0.0, batch: int = 1,
             **kw: object) -> ProxyManager:
     clock = clock or FakeClock()
     return ProxyManager(
-        source,  # type: ignore[arg-type]
+        source,
         max_ips=max_ips, ttl_s=ttl_s, ttl_jitter=jitter,
-        bucket=LeakyBucket(interval, now=clock.now, sleep=clock.sleep),
-        now=clock.now, rng=random.Random(7), batch=batch, **kw,  # type: ignore[arg-type]
+        bucket=LeakyBucket(interval, clock=clock),
+        clock=clock, rng=random.Random(7), batch=batch, **kw,  # type: ignore[arg-type]
     )
 
 
@@ -130,8 +127,8 @@ def test_endpoint_url_quotes_credentials() -> None:
     assert "p:w" not in repr(ep)
 
 
-def test_redact_url() -> None:
-    assert redact_url("https://u:p@api.example.test:8443/get?key=K&num=1#x") == (
+def test_extraction_url_is_logged_stripped() -> None:
+    assert strip_url("https://u:p@api.example.test:8443/get?key=K&num=1#x") == (
         "https://api.example.test:8443/get"
     )
 
@@ -166,11 +163,41 @@ def test_workers_auto_littles_law() -> None:
     assert workers_auto(0.5, 45.0, safety=3.0)[0] == 7
 
 
-def test_workers_auto_direct_and_tunnel_small_default() -> None:
-    n, why = workers_auto(0.5, 45.0, source=DirectSource())
-    assert 1 <= n <= 8 and "extraction" in why
-    assert workers_auto(float("inf"), 45.0)[0] == n
-    assert workers_auto(0.0, 45.0)[0] == n
+def test_workers_auto_without_a_finite_rate_is_the_small_fixed_pool() -> None:
+    for qps, ttl in ((float("inf"), 45.0), (0.0, 45.0), (0.5, 0.0)):
+        n, why = workers_auto(qps, ttl)
+        assert n == DEFAULT_WORKERS_UNPACED and "extraction rate" in why
+    assert workers_auto(0.0, 45.0, max_workers=3)[0] == 3
+
+
+def test_resolve_workers_configured_count_wins(tmp_path: Path) -> None:
+    assert resolve_workers(load_settings({"workers": 7}, env={})) == (
+        7, "7 workers (configured)")
+
+
+def test_resolve_workers_auto_fixed_pools(tmp_path: Path) -> None:
+    plist = tmp_path / "p.txt"
+    plist.write_text("1.2.3.4:80\n")
+    cases = [
+        ({"proxy": "direct"}, DEFAULT_WORKERS_DIRECT),
+        ({"proxy": "tunnel", "proxy_tunnel_url": "http://u:pw@127.0.0.1:9000"},
+         DEFAULT_WORKERS_UNPACED),
+        ({"proxy": "static", "proxy_file": str(plist)}, DEFAULT_WORKERS_UNPACED),
+    ]
+    for flags, expected in cases:
+        n, why = resolve_workers(load_settings({"workers": "auto", **flags}, env={}))
+        assert n == expected
+        assert why == (f"proxy = {flags['proxy']}: no extraction rate to size by; "
+                       "using a small fixed pool")
+
+
+def test_resolve_workers_auto_extraction_api_uses_littles_law() -> None:
+    api_flags = {"workers": "auto", "proxy": "api", "proxy_api_url": "http://127.0.0.1:9/get"}
+    s = load_settings({**api_flags, "extract_interval": 2.0, "ip_ttl": 45.0}, env={})
+    assert resolve_workers(s) == workers_auto(0.5, 45.0)
+    assert resolve_workers(s)[0] == 11
+    unspaced = load_settings({**api_flags, "extract_interval": 0, "ip_ttl": 45.0}, env={})
+    assert resolve_workers(unspaced) == workers_auto(10.0, 45.0)
 
 
 # --- static list and tunnel -----------------------------------------------------------------
@@ -251,6 +278,43 @@ def test_tunnel_and_direct_share_one_proxy() -> None:
     assert p.url is None and p.key == "direct" and d.is_alive(p)
     d.mark_failed(p, "timeout")
     assert d.acquire() is p and d.stats().failed == 1
+
+
+def test_sources_tell_the_manager_what_it_needs(tmp_path: Path) -> None:
+    f = tmp_path / "p.txt"
+    f.write_text("1.1.1.1:80\n2.2.2.2:80\n")
+    direct, tunnel = DirectSource(), TunnelSource("http://u:pw@127.0.0.1:9000")
+    assert (direct.shared().key, direct.shared().url, direct.supply()) == ("direct", None, 1)
+    assert (tunnel.shared().key, tunnel.supply()) == ("tunnel", 1)
+    static = StaticListSource(f)
+    assert (static.shared(), static.supply()) == (None, 2)
+    api_src = ExtractionApiSource("http://127.0.0.1:9/get")
+    assert (api_src.shared(), api_src.supply()) == (None, None)
+
+
+class GatewaySource:
+    """A source of a kind the manager has never heard of, offering one shared proxy."""
+
+    def shared(self) -> Proxy:
+        return GATEWAY
+
+    def supply(self) -> int:
+        return 1
+
+    def fetch(self, count: int) -> list[ProxyEndpoint]:
+        raise AssertionError("a shared proxy is never fetched")
+
+
+GATEWAY = Proxy("gateway", "http://gw.example.test:1", float("inf"))
+
+
+def test_manager_serves_any_source_that_offers_a_shared_proxy() -> None:
+    pm = manager(GatewaySource(), max_ips=0)
+    assert pm.acquire() is GATEWAY and pm.acquire() is GATEWAY
+    pm.mark_failed(GATEWAY, "blocked")
+    assert pm.is_alive(GATEWAY) and pm.acquire() is GATEWAY
+    assert pm.remaining_ips() is None
+    assert (pm.stats().failed, pm.stats().in_use, pm.stats().extracted) == (1, 2, 0)
 
 
 def test_tunnel_url_must_have_host_and_port() -> None:
@@ -406,10 +470,10 @@ def test_calls_go_through_the_bucket() -> None:
 def test_ttl_is_jittered_and_capped_by_provider() -> None:
     clock = FakeClock()
     pm = manager(ScriptedSource(), clock, ttl_s=45.0, jitter=0.15)
-    ttls = [pm.acquire().expires_at - clock.t for _ in range(50)]
+    ttls = [pm.acquire().expires_at - clock.now() for _ in range(50)]
     assert all(45 * 0.85 <= t <= 45 * 1.15 for t in ttls) and len(set(ttls)) > 40
     pm2 = manager(ScriptedSource(ttl=20.0), clock, ttl_s=45.0, jitter=0.15)
-    ttls2 = [pm2.acquire().expires_at - clock.t for _ in range(50)]
+    ttls2 = [pm2.acquire().expires_at - clock.now() for _ in range(50)]
     assert all(20 * 0.85 <= t <= 20.0 for t in ttls2)
 
 
@@ -418,7 +482,7 @@ def test_expiry_release_and_counters() -> None:
     pm = manager(ScriptedSource(), clock, ttl_s=10.0)
     a = pm.acquire()
     assert pm.is_alive(a)
-    clock.t += 10.0
+    clock.advance(10.0)
     assert not pm.is_alive(a)
     pm.release(a)
     b = pm.acquire()
@@ -448,7 +512,7 @@ def test_expired_pooled_proxies_are_dropped() -> None:
     src = ScriptedSource([["1.1.1.1:1", "2.2.2.2:2", "3.3.3.3:3"]])
     pm = manager(src, clock, batch=3, ttl_s=10.0)
     assert pm.acquire().key == "1.1.1.1:1"
-    clock.t += 11
+    clock.advance(11)
     p = pm.acquire()
     assert p.key not in ("2.2.2.2:2", "3.3.3.3:3")
     assert pm.stats().expired == 2
@@ -476,7 +540,7 @@ def test_provider_returning_more_than_asked_is_trimmed_to_budget() -> None:
 
 def test_max_ips_never_exceeded_with_8_threads_racing() -> None:
     src = ScriptedSource(extra=2, pause=0.001)
-    pm = ProxyManager(src, max_ips=37, ttl_s=60.0, bucket=LeakyBucket(0), batch=2)  # type: ignore[arg-type]
+    pm = ProxyManager(src, max_ips=37, ttl_s=60.0, bucket=LeakyBucket(0), batch=2)
     handed: list[str] = []
     lock = threading.Lock()
     quota_hits = []
@@ -657,6 +721,17 @@ def test_http_success_json(provider: type[Provider]) -> None:
     assert prov.queries[0]["format"] == ["json"]
 
 
+def test_http_expiry_times_are_read_on_the_injected_wall_clock(
+        provider: type[Provider]) -> None:
+    # T0 is 08:00 UTC = 16:00 in Beijing, the zone providers print their times in.
+    expiry = (T0 + timedelta(seconds=90)).astimezone(PROVIDER_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    prov = provider([(200, f'{{"code":0,"data":[{{"ip":"1.2.3.4","port":80,'
+                           f'"expire_time":"{expiry}"}}]}}')])
+    src = ExtractionApiSource(prov.url, key=KEY, fmt="json", timeout=(2, 2), clock=FakeClock())
+    (ep,) = src.fetch(1)
+    assert ep.ttl_s == pytest.approx(90.0)
+
+
 def test_http_custom_param_names(provider: type[Provider]) -> None:
     prov = provider([(200, "1.2.3.4:80")])
     src = ExtractionApiSource(prov.url + "&num=9", key=KEY, key_param="secret_id",
@@ -675,7 +750,7 @@ def test_http_throttled_then_success_waits_on_the_clock(provider: type[Provider]
     pm = manager(api(prov.url), clock, interval=1.0)
     p = pm.acquire()
     assert p.key == "1.2.3.4:80"
-    assert clock.t == 1002.0  # waited the provider's 2 s (longer than the 1 s interval)
+    assert clock.now() == 1002.0  # waited the provider's 2 s (longer than the 1 s interval)
     assert pm.stats().throttled_calls == 1 and len(prov.queries) == 2
 
 

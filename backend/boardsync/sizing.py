@@ -1,0 +1,95 @@
+"""How many worker threads a run uses: the one rule, for the sync, the CLI and the docs.
+
+Why one module: the count depends on the proxy source (one identity for direct, a rotating
+tunnel or a fixed list, or IPs bought from a throttled provider) and, for bought IPs, on the
+provider's rate and the IP lifetime. Written once here, ``boardsync run`` and ``boardsync
+config --explain-workers`` cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+#: Workers for ``proxy = direct``: every request leaves from this host's one IP, so each
+#: extra worker adds to the request rate that one identity shows the upstream.
+DEFAULT_WORKERS_DIRECT = 2
+
+#: Workers when there is no extraction rate to size by (a tunnel, a static list, or no
+#: finite rate and IP lifetime): a small fixed pool keeps the request rate per exit IP low.
+DEFAULT_WORKERS_UNPACED = 4
+
+#: Extraction calls per second assumed when ``extract_interval`` is 0 (no spacing asked).
+DEFAULT_QPS_UNSPACED = 10.0
+
+#: Dividing the IPs that can be in flight by this leaves room for dead-on-arrival IPs,
+#: evictions and throttled calls.
+DEFAULT_SAFETY = 2.0
+
+#: Most workers the automatic count ever picks.
+MAX_WORKERS_AUTO = 32
+
+
+def workers_auto(provider_qps: float, ip_ttl_s: float, safety: float = DEFAULT_SAFETY,
+                 max_workers: int = MAX_WORKERS_AUTO) -> tuple[int, str]:
+    """A safe worker count from the provider's rate and the IP lifetime (Little's law).
+
+    Each worker holds one IP for its TTL, and IPs arrive at most ``provider_qps`` per second,
+    so at most ``L = λ × W = qps × ttl`` IPs can be in use at once; dividing by ``safety``
+    leaves room for dead-on-arrival IPs, evictions and throttled calls. Example: 0.5 calls/s
+    × 45 s = 22.5 IPs in flight; / 2.0 -> 11 workers.
+
+    Args:
+        provider_qps: extraction calls per second the provider allows (``0``, negative or
+            infinite = no rate to size by: :data:`DEFAULT_WORKERS_UNPACED`).
+        ip_ttl_s: seconds a worker keeps an IP (``0`` or less: as for no rate).
+        safety: divisor, at least 1.
+        max_workers: the cap.
+
+    Returns:
+        ``(workers, explanation)`` with a one-paragraph explanation of the arithmetic.
+    """
+    if not provider_qps > 0 or math.isinf(provider_qps) or not ip_ttl_s > 0:
+        n = min(DEFAULT_WORKERS_UNPACED, max_workers)
+        return n, (f"{n} workers: no finite extraction rate and IP lifetime to size by "
+                   f"(qps={provider_qps}, ttl={ip_ttl_s} s); using a small fixed pool.")
+    safety = max(safety, 1.0)
+    in_flight = provider_qps * ip_ttl_s
+    raw = in_flight / safety
+    n = max(1, min(max_workers, math.floor(raw)))
+    capped = " (capped)" if math.floor(raw) > max_workers else ""
+    floored = " (at least 1)" if math.floor(raw) < 1 else ""
+    return n, (
+        f"{n} workers{capped}{floored}: each worker keeps one proxy IP for about "
+        f"{ip_ttl_s:g} s and the provider hands out at most {provider_qps:g} IPs per second, "
+        f"so by Little's law (L = λ × W) at most {provider_qps:g} × {ip_ttl_s:g} = "
+        f"{in_flight:g} IPs can be in use at once; dividing by a safety factor of "
+        f"{safety:g} (dead-on-arrival IPs, evictions, throttled calls) gives "
+        f"{raw:.2f}, rounded down to {math.floor(raw)}, within [1, {max_workers}]."
+    )
+
+
+def resolve_workers(settings: Settings) -> tuple[int, str]:
+    """The worker count and why: configured, a fixed pool, or Little's law for bought IPs.
+
+    ``workers > 0`` is used as given. ``workers = 0`` (auto): :data:`DEFAULT_WORKERS_DIRECT`
+    for direct, :data:`DEFAULT_WORKERS_UNPACED` for a tunnel or a static list (no extraction
+    rate to size by), else :func:`workers_auto` with ``1 / extract_interval`` calls per second
+    (:data:`DEFAULT_QPS_UNSPACED` when the interval is 0) and ``ip_ttl``.
+
+    Returns:
+        ``(workers, explanation)``; the explanation is one line or one paragraph.
+    """
+    if settings.workers > 0:
+        return settings.workers, f"{settings.workers} workers (configured)"
+    if settings.proxy in ("direct", "tunnel", "static"):
+        n = DEFAULT_WORKERS_DIRECT if settings.proxy == "direct" else DEFAULT_WORKERS_UNPACED
+        return n, (
+            f"proxy = {settings.proxy}: no extraction rate to size by; using a small fixed pool"
+        )
+    interval = settings.extract_interval
+    qps = 1.0 / interval if interval > 0 else DEFAULT_QPS_UNSPACED
+    return workers_auto(qps, settings.ip_ttl)
