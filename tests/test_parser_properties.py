@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boardsync.eastmoney import MAX_TOTAL, Page, parse_board_row, parse_member_row, parse_page
 from boardsync.errors import InvalidResponse
 from boardsync.models import Member, is_board_code, is_stock_code
+from boardsync.upstream import MAX_TOTAL, Page, parse_board_row, parse_member_row, parse_page
 
 FAST = settings(max_examples=200, deadline=None)
 REAL = (Path(__file__).parent / "fixtures" / "eastmoney"
