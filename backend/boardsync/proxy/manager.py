@@ -376,8 +376,8 @@ class ProxyManager:
     def mark_failed(self, proxy: Proxy, reason: str) -> None:
         """Evict ``proxy`` now: its key is never handed out again, even if re-extracted.
 
-        For direct/tunnel the failure is counted but nothing is evicted: there is nothing else
-        to switch to, and rotating exit IPs is the tunnel's own job.
+        For a shared proxy (direct, tunnel) the failure is counted but nothing is evicted:
+        there is nothing else to switch to, and rotating exit IPs is the tunnel's own job.
         """
         with self._cond:
             self._failed += 1
