@@ -2,7 +2,7 @@
 
 Bodies are built in the upstream's real envelope (as the simulator serves them): a members
 page of 100 rows (``fields=f12,f13,f14``) and a board-list page of 100 boards. For each body,
-``eastmoney.parse_page`` plus ``parse_member_row``/``parse_board_row`` on every row (what a
+``upstream.parse.parse_page`` plus ``parse_member_row``/``parse_board_row`` on every row (what a
 worker does per request) is timed against ``json.loads`` alone, in CPU time
 (``time.process_time``) over many iterations.
 
@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 
-from boardsync.eastmoney import parse_board_row, parse_member_row, parse_page
+from boardsync.upstream.parse import parse_board_row, parse_member_row, parse_page
 
 
 def envelope(rows: list[dict[str, object]], total: int) -> bytes:
