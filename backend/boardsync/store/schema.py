@@ -1,0 +1,166 @@
+"""The tables, their indexes, the UTC datetime type, and creating or checking the schema.
+
+What each table holds and why membership history is kept as validity intervals: see the
+package docstring (:mod:`boardsync.store`). The table definitions live here only; the rest of
+the store imports them. Migrations are additive (``create_all`` adds what is missing) plus
+:data:`RETIRED_INDEXES`, which are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..errors import BadRequest
+
+logger = logging.getLogger(__name__)
+
+#: PostgreSQL advisory lock key of "one sync per database" (ASCII "boardsyn" as an int64).
+ADVISORY_LOCK_KEY = 0x626F61726473796E
+#: Transaction-level advisory lock key under which two first runs create the schema in turn.
+SCHEMA_LOCK_KEY = ADVISORY_LOCK_KEY + 1
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware-UTC datetime on both backends (SQLite drops the zone, so we normalise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return utc(value)
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive means UTC); BadRequest for a non-datetime."""
+    if not isinstance(value, datetime):
+        raise BadRequest(f"expected a datetime, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_value(value: Any) -> datetime:
+    """A column value as an aware UTC datetime, also when it comes back as text.
+
+    A literal-typed union column (the change feed) loses its type: SQLite returns text.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return utc(value)
+
+
+metadata = sa.MetaData()
+_HistId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
+
+boards_t = sa.Table(
+    "boards", metadata,
+    sa.Column("code", sa.String(6), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Column("member_count", sa.Integer, nullable=True),
+    sa.Column("checksum", sa.String(64), nullable=True),
+    sa.Column("last_run_id", sa.String(64), nullable=True),
+    sa.Column("synced_at", UTCDateTime, nullable=True),
+    sa.Index("ix_boards_kind", "kind"),
+)
+
+memberships_t = sa.Table(
+    "memberships", metadata,
+    sa.Column("board_code", sa.String(6), sa.ForeignKey("boards.code"), primary_key=True),
+    sa.Column("stock_code", sa.String(6), primary_key=True),
+    sa.Column("stock_name", sa.Text, nullable=False),
+    sa.Column("market", sa.Integer, nullable=False),
+    sa.Column("since_run_id", sa.String(64), nullable=False),
+    sa.Column("since_at", UTCDateTime, nullable=False),
+)
+
+history_t = sa.Table(
+    "membership_history", metadata,
+    sa.Column("id", _HistId, primary_key=True, autoincrement=True),
+    sa.Column("board_code", sa.String(6), sa.ForeignKey("boards.code"), nullable=False),
+    sa.Column("stock_code", sa.String(6), nullable=False),
+    sa.Column("stock_name", sa.Text, nullable=False),
+    sa.Column("market", sa.Integer, nullable=False),
+    sa.Column("valid_from", UTCDateTime, nullable=False),
+    sa.Column("valid_to", UTCDateTime, nullable=True),
+    sa.Column("from_run_id", sa.String(64), nullable=False),
+    sa.Column("to_run_id", sa.String(64), nullable=True),
+    # as-of reads and a board's joins; a board's leaves use it too (one board's history is
+    # small), so there is no (board_code, valid_to) index to maintain on every write
+    sa.Index("ix_history_board_from", "board_code", "valid_from"),
+    # the change feed of every board since D (PostgreSQL 15 has no skip scan)
+    sa.Index("ix_history_from", "valid_from"),
+    sa.Index("ix_history_to", "valid_to"),
+    sa.Index("ix_history_stock", "stock_code", "valid_from"),
+    # at most one open interval per member: replays and resumes can never duplicate
+    sa.Index("ux_history_open", "board_code", "stock_code", unique=True,
+             postgresql_where=sa.text("valid_to IS NULL"),
+             sqlite_where=sa.text("valid_to IS NULL")),
+)
+
+runs_t = sa.Table(
+    "sync_runs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("mode", sa.String(32), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("params_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("totals_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("errors_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("ips_used", sa.Integer, nullable=True),
+    sa.Column("host", sa.Text, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Index("ix_sync_runs_started", "started_at"),
+)
+
+lock_t = sa.Table(
+    "sync_lock", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("backend_pid", sa.Integer, nullable=True),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+)
+
+#: Indexes older versions created and no query needs; ``init_schema`` drops them, since every
+#: index costs each write (measured: about 0.1 s per index on the first write of 61,206
+#: members). ``ix_memberships_stock``: no query reads memberships by stock (a stock's boards
+#: come from history); ``ix_history_board_to``: see ``membership_history``.
+RETIRED_INDEXES = ("ix_memberships_stock", "ix_history_board_to")
+
+
+def create_schema(conn: Connection, *, postgresql: bool) -> None:
+    """Create the missing tables and indexes on ``conn`` and drop :data:`RETIRED_INDEXES`.
+
+    On PostgreSQL two first runs at once take turns (a transaction-level advisory lock): one
+    creates, the other waits and then finds everything there.
+    """
+    if postgresql:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+    metadata.create_all(conn, checkfirst=True)
+    for name in RETIRED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+
+
+def has_tables(conn: Connection) -> bool:
+    """True when every boardsync table exists on ``conn``."""
+    names = set(sa.inspect(conn).get_table_names())
+    return {t.name for t in metadata.sorted_tables} <= names
