@@ -37,7 +37,7 @@ from boardsync.config import load_settings  # noqa: E402
 from boardsync.demo import simulated  # noqa: E402
 from boardsync.sim import load_scenario  # noqa: E402
 from boardsync.store import Store  # noqa: E402
-from boardsync.sync import Sync  # noqa: E402
+from boardsync.run import Run  # noqa: E402
 
 #: The reference run's published figures (SPEC §1 and the scenario's calibration comment).
 PUBLISHED = {"wall_s": 6.7 * 60, "ips": 97, "connection_errors": 75, "timeouts": 1,
@@ -62,7 +62,7 @@ def one_run(name: str, preset: str, overrides: dict[str, Any], scale: float, see
         base = load_settings(flags, env={}, config_path=empty, preset=preset)
         with simulated(base, "reference", time_scale=scale, seed=seed) as (settings, sim):
             started = time.monotonic()
-            summary = Sync(settings).run()
+            summary = Run(settings).run()
             wall = time.monotonic() - started
             truth = sim.truth()
             counters = sim.counters()

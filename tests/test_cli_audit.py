@@ -249,7 +249,7 @@ def _sim_or_skip() -> Any:
     try:
         from boardsync.demo import simulated
         from boardsync.sim import Simulator, load_scenario  # noqa: F401 - availability check
-        from boardsync.sync import Sync
+        from boardsync.run import Run
     except ImportError as e:
         pytest.skip(f"simulator or sync not importable yet: {e}")
     return simulated, Sync
@@ -266,7 +266,7 @@ def test_e2e_two_simulated_days_history_matches_churn(db_url: str, tmp_path: Pat
     with simulated(base, "clean", time_scale=0.01, seed=5) as (settings, sim):
         industry1 = {b.code for b in sim.boards() if b.kind == "industry"}
         try:
-            s1 = Sync(settings).run()
+            s1 = Run(settings).run()
         except (NotImplementedError, AttributeError, ImportError) as e:
             pytest.skip(f"sync not working yet: {type(e).__name__}: {e}")
         if s1.status != "ok":
@@ -275,7 +275,7 @@ def test_e2e_two_simulated_days_history_matches_churn(db_url: str, tmp_path: Pat
         between = datetime.now(UTC)
         churn = sim.advance_day()
         industry2 = {b.code for b in sim.boards() if b.kind == "industry"}
-        s2 = Sync(settings).run()
+        s2 = Run(settings).run()
         truth2 = {b: set(m) for b, m in sim.truth().items() if b in industry2}
     assert s2.status == "ok", s2
     store = Store(db_url)

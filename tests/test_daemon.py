@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,28 +15,29 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from boardsync.cli.daemon import _signals, exit_code
+from boardsync.cli.exitcodes import exit_code
+from boardsync.cli.signals import daemon_signals
 from boardsync.config import load_settings
-from boardsync.daemon import Daemon, SyncJob, is_failure
+from boardsync.daemon import Daemon, is_failure
+from boardsync.daemon_job import SyncJob
 from boardsync.errors import DatabaseUnavailable, Locked
 from boardsync.health import ErrorCollector, HealthServer, Telemetry, parse_address
 from boardsync.logjson import JsonFormatter
 from boardsync.schedule import IntervalSchedule, parse_cron
 from boardsync.threads import start_thread
-
-T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+from helpers import T0, FakeClock, closed_port, wait_until
 
 
 @dataclass
 class FakeSummary:
-    """The fields of :class:`boardsync.sync.Summary` the daemon and telemetry read."""
+    """The fields of :class:`boardsync.outcomes.Summary` the daemon and telemetry read."""
 
     status: str = "ok"
     run_id: str = "r"
@@ -47,30 +47,6 @@ class FakeSummary:
     ips_extracted: int = 2
     errors: dict[str, int] = field(default_factory=lambda: {"timeout": 1})
     latency: dict[str, float | None] = field(default_factory=dict)
-
-
-class Clock:
-    """A settable wall clock."""
-
-    def __init__(self, t: datetime = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, seconds: float) -> datetime:
-        self.t += timedelta(seconds=seconds)
-        return self.t
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll ``cond`` every few ms until true (the timeout only guards against a hang)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 @pytest.fixture
@@ -107,7 +83,7 @@ def test_fast_schedule_completes_cycles(stopper: list[Daemon]) -> None:
     d = Daemon(IntervalSchedule(0.01), run_once)
     stopper.append(d)
     d.start()
-    assert wait_for(lambda: d.runs_finished >= 3)
+    assert wait_until(lambda: d.runs_finished >= 3)
     d.request_stop()
     assert d.wait(5)
     assert len(runs) >= 3 and d.failures == 0
@@ -123,22 +99,23 @@ def test_overlapping_tick_is_skipped(stopper: list[Daemon]) -> None:
         release.wait(10)
         return FakeSummary()
 
-    clock = Clock()
+    clock = FakeClock()
     d = Daemon(IntervalSchedule(60), slow, clock=clock)
     stopper.append(d)
-    d.start()  # the scheduler thread's own steps use the same fake clock
-    assert wait_for(started.is_set)
+    d.start(scheduler=False)  # the test steps the scheduler at the fake clock's times
+    d.step()  # the first tick is at once
+    assert wait_until(started.is_set)
     assert d.runs_started == 1 and d.next_tick == T0 + timedelta(seconds=60)
     clock.advance(60)
-    d.step()  # the 10:01 tick: a run is going -> skipped
+    d.step()  # the 08:01 tick: a run is going -> skipped
     clock.advance(60)
-    d.step()  # and the 10:02 one
+    d.step()  # and the 08:02 one
     assert d.ticks_skipped == 2 and d.runs_started == 1
     release.set()
-    assert wait_for(lambda: d.runs_finished == 1)
+    assert wait_until(lambda: d.runs_finished == 1)
     clock.advance(60)
     d.step()
-    assert wait_for(lambda: d.runs_finished == 2)
+    assert wait_until(lambda: d.runs_finished == 2)
     metrics = parse_metrics(d.telemetry.metrics_text().decode())
     assert metrics["boardsync_skipped_ticks_total"] == 2
     assert d.status()["daemon"]["ticks_skipped"] == 2
@@ -156,7 +133,7 @@ def test_failures_back_off_but_never_past_the_next_tick(stopper: list[Daemon]) -
             raise outcome
         return outcome
 
-    clock = Clock()
+    clock = FakeClock()
     d = Daemon(parse_cron("0 * * * *", "UTC"), run_once, clock=clock, retry_base=60,
                retry_cap=3600, max_wait=0.01)
     stopper.append(d)
@@ -165,16 +142,16 @@ def test_failures_back_off_but_never_past_the_next_tick(stopper: list[Daemon]) -
     assert d.next_tick == T0 + timedelta(hours=1)
 
     def run_at(t: datetime) -> None:
-        clock.t = t
+        clock.advance_to(t)
         d.step()
         assert done.acquire(timeout=10)
-        assert wait_for(d.idle.is_set)
+        assert wait_until(d.idle.is_set)
 
-    run_at(T0 + timedelta(hours=1))  # 11:00 tick -> DatabaseUnavailable
+    run_at(T0 + timedelta(hours=1))  # 09:00 tick -> DatabaseUnavailable
     assert d.failures == 1 and d.retry_at == T0 + timedelta(hours=1, minutes=1)
-    run_at(d.retry_at)  # 11:01 retry -> partial
+    run_at(d.retry_at)  # 09:01 retry -> partial
     assert d.failures == 2 and d.retry_at == T0 + timedelta(hours=1, minutes=3)
-    run_at(d.retry_at)  # 11:03 retry -> partial: next wait 4 min -> 11:07
+    run_at(d.retry_at)  # 09:03 retry -> partial: next wait 4 min -> 09:07
     assert d.failures == 3 and d.retry_at == T0 + timedelta(hours=1, minutes=7)
     d.retry_cap = 30  # shows the rule from the other side: capped at 30 s
     run_at(d.retry_at)  # ok -> back to the schedule
@@ -183,7 +160,7 @@ def test_failures_back_off_but_never_past_the_next_tick(stopper: list[Daemon]) -
 
 
 def test_retry_is_dropped_when_the_tick_comes_first(stopper: list[Daemon]) -> None:
-    clock = Clock()
+    clock = FakeClock()
 
     def run_once() -> FakeSummary:
         return FakeSummary(status="partial")
@@ -192,7 +169,7 @@ def test_retry_is_dropped_when_the_tick_comes_first(stopper: list[Daemon]) -> No
     stopper.append(d)
     d.start(scheduler=False)
     d.step()
-    assert wait_for(lambda: d.runs_finished == 1)
+    assert wait_until(lambda: d.runs_finished == 1)
     assert d.failures == 1 and d.retry_at is None  # 120 s > the 90 s tick: the tick retries
 
 
@@ -264,7 +241,7 @@ def served(stopper: list[Daemon]) -> Iterator[tuple[Daemon, str, list[FakeSummar
             current = telemetry.current_view()  # None between runs
             return d.runs_finished == 3 and current is not None and current["done"] == 4
 
-        assert wait_for(fourth_run_in_progress)
+        assert wait_until(fourth_run_in_progress)
         yield d, server.url, summaries
     finally:
         gate.set()
@@ -365,9 +342,9 @@ def test_sigterm_stops_gracefully(stopper: list[Daemon]) -> None:
     d = Daemon(IntervalSchedule(0.01), _stoppable(stop, started), stop=stop,
                shutdown_timeout=5)
     stopper.append(d)
-    with _signals(d):
+    with daemon_signals(d):
         d.start()
-        assert wait_for(started.is_set)
+        assert wait_until(started.is_set)
         os.kill(os.getpid(), signal.SIGTERM)
         assert d.wait(5 * 1.1 + 1)
     assert d.last_outcome.status == "interrupted" and d.runs_started == 1
@@ -383,9 +360,9 @@ def test_second_signal_forces(stopper: list[Daemon]) -> None:
 
     d = Daemon(IntervalSchedule(0.01), stubborn, stop=stop, shutdown_timeout=60)
     stopper.append(d)
-    with _signals(d):
+    with daemon_signals(d):
         d.start()
-        assert wait_for(started.is_set)
+        assert wait_until(started.is_set)
         os.kill(os.getpid(), signal.SIGINT)
         assert not d.wait(0.05)
         os.kill(os.getpid(), signal.SIGINT)
@@ -410,17 +387,17 @@ def test_sighup_reloads_config_and_keeps_old_on_error(
     d = Daemon(IntervalSchedule(0.01), run_once, reload=job.reload, stop=stop, force=force,
                telemetry=telemetry)
     stopper.append(d)
-    with _signals(d):
+    with daemon_signals(d):
         d.start()
-        assert wait_for(lambda: len(seen) >= 2)
+        assert wait_until(lambda: len(seen) >= 2)
         config.write_text("workers = 5\n")
         os.kill(os.getpid(), signal.SIGHUP)
-        assert wait_for(lambda: seen[-1] == 5)
+        assert wait_until(lambda: seen[-1] == 5)
         config.write_text("workers = -1\n")  # invalid: logged, old settings kept
         os.kill(os.getpid(), signal.SIGHUP)
-        assert wait_for(lambda: not d.hup.is_set())
+        assert wait_until(lambda: not d.hup.is_set())
         n = len(seen)
-        assert wait_for(lambda: len(seen) >= n + 2)
+        assert wait_until(lambda: len(seen) >= n + 2)
         assert seen[-1] == 5 and d.reloads == 1
         d.request_stop()
         assert d.wait(5)
@@ -430,16 +407,10 @@ def test_sighup_reloads_config_and_keeps_old_on_error(
 # -- the real command ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _sync_works() -> bool:
     try:
         import boardsync.sim  # noqa: F401
-        import boardsync.sync  # noqa: F401
+        import boardsync.run  # noqa: F401
         from boardsync.sim import Simulator  # noqa: F401
     except ImportError:
         return False
@@ -447,7 +418,7 @@ def _sync_works() -> bool:
 
 
 def _start_daemon(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
+    port = closed_port()
     cmd = [sys.executable, "-m", "boardsync", "--log-format", "json", "daemon",
            "--every", "1s", "--http", f"127.0.0.1:{port}",
            "--db", f"sqlite:///{tmp_path / 'b.db'}", "--state", str(tmp_path / "state.json"),
@@ -461,7 +432,7 @@ def _start_daemon(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], s
             return get(url + "/healthz")[0] == 200
         except OSError:
             return proc.poll() is not None
-    assert wait_for(up, 60), "daemon did not come up"
+    assert wait_until(up, 60), "daemon did not come up"
     assert proc.poll() is None, proc.communicate()
     return proc, url
 
@@ -477,7 +448,7 @@ def test_sigterm_ends_the_real_daemon(tmp_path: Path) -> None:
              else ["--upstream-url", "http://127.0.0.1:9", "--max-retry", "0"])
     proc, url = _start_daemon(tmp_path, *extra)
     try:
-        assert wait_for(lambda: _status(url)["daemon"]["runs_finished"] >= 1, 120)
+        assert wait_until(lambda: _status(url)["daemon"]["runs_finished"] >= 1, 120)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=5 * 1.1 + 1 + 10)
     finally:
@@ -497,7 +468,7 @@ def test_daemon_against_the_simulator_completes_syncs(tmp_path: Path) -> None:
     proc, url = _start_daemon(tmp_path, "--sim", "clean", "--sim-time-scale", "0.01",
                               "--max-age", "0")
     try:
-        assert wait_for(lambda: _status(url)["daemon"]["runs_finished"] >= 2, 300)
+        assert wait_until(lambda: _status(url)["daemon"]["runs_finished"] >= 2, 300)
         status = _status(url)
         metrics = parse_metrics(get(url + "/metrics")[1])
         proc.send_signal(signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""LocalTaskQueue: FIFO, retries to the tail, timeouts, close, thread safety."""
+"""LocalTaskQueue: FIFO, retries to the tail, timeouts, wake-ups, thread safety."""
 
 from __future__ import annotations
 
@@ -41,35 +41,14 @@ def test_get_times_out_with_none() -> None:
     assert q.get(timeout=0) is None
 
 
-def test_close_wakes_waiters_and_drains() -> None:
+def test_a_put_wakes_a_waiting_get() -> None:
     q = LocalTaskQueue()
-    q.put(Task(0, board(1)))
-    q.close()
-    assert q.get() == Task(0, board(1))  # what is left is still handed out
-    assert q.get() is None  # closed and empty: no wait even without a timeout
     got: list[object] = []
-    q2 = LocalTaskQueue()
-    waiter = threading.Thread(target=lambda: got.append(q2.get()))
+    waiter = threading.Thread(target=lambda: got.append(q.get(timeout=30)))
     waiter.start()
-    q2.close()
-    waiter.join(2)
-    assert not waiter.is_alive() and got == [None]
-
-
-def test_put_after_close_is_kept_for_pending() -> None:
-    q = LocalTaskQueue()
-    q.close()
-    q.put(Task(2, board(7)))
-    assert q.pending() == [Task(2, board(7))]
-
-
-def test_in_flight_counts_taken_not_done() -> None:
-    q = LocalTaskQueue()
     q.put(Task(0, board(1)))
-    t = q.get(timeout=0)
-    assert t is not None and q.in_flight() == 1
-    q.done(t)
-    assert q.in_flight() == 0
+    waiter.join(30)
+    assert not waiter.is_alive() and got == [Task(0, board(1))]
 
 
 def test_threads_take_every_task_exactly_once() -> None:
@@ -92,7 +71,7 @@ def test_threads_take_every_task_exactly_once() -> None:
     for th in threads:
         th.join(5)
     assert sorted(t.board.code for t in taken) == sorted(f"BK{i:04d}" for i in range(n))
-    assert q.in_flight() == 0
+    assert len(q) == 0
 
 
 def test_lower_rank_goes_first_among_equal_attempts_and_retries_after_every_first() -> None:

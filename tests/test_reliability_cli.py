@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import ssl
 import stat
 import subprocess
@@ -22,17 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from boardsync.classify import classify
-from boardsync.eastmoney import EastMoneyClient
+from boardsync.policy import classify
+from boardsync.upstream import UpstreamClient, board_list_query
 from boardsync.errors import BoardsyncError, StorageError
 from boardsync.store import Store
+from helpers import closed_port
 from test_reliability import boardsync, simulator, sync_env
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
@@ -213,9 +207,9 @@ def self_signed_https(tmp_path: Path) -> Any:
 
 def test_tls_verification_stays_on(self_signed_https: Any) -> None:
     url, hits, _cert = self_signed_https
-    client = EastMoneyClient(url, timeout=(2.0, 2.0))
+    client = UpstreamClient(url, timeout=(2.0, 2.0))
     with pytest.raises(BoardsyncError) as info:
-        client.get_page({"pn": 1, "pz": 100, "fs": "m:90 t:2 f:!50"}, None)
+        client.get_page(board_list_query("industry"), 1, None)
     error_class, decision = classify(info.value)
     assert error_class != "unexpected" and decision is not None
     chain = f"{info.value} {info.value.__cause__!r}"

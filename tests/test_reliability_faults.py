@@ -1,6 +1,6 @@
 """Nothing lost, nothing duplicated, in-process: injected faults against a real sync.
 
-Each test runs :class:`~boardsync.sync.Sync` against the simulator (real sockets, real proxy
+Each test runs :class:`~boardsync.run.Run` against the simulator (real sockets, real proxy
 extraction) and a real database, with a small market and every duration scaled down, then
 injects one fault for real: a shrunken board, a spent quota, an upstream outage, garbled
 bodies, a database that goes away (``pg_terminate_backend`` on PostgreSQL).
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from boardsync.cli import STATUS_EXIT
 from boardsync.config import Settings, load_settings
@@ -27,7 +26,9 @@ from boardsync.demo import scaled
 from boardsync.progress import format_summary
 from boardsync.sim import Simulator, load_scenario
 from boardsync.store import Store
-from boardsync.sync import Summary, Sync
+from boardsync.outcomes import Summary
+from boardsync.run import Run
+from helpers import assert_db_equals_truth, pause
 from test_reliability import record
 
 SCALE = 0.01
@@ -68,20 +69,17 @@ def statuses(s: Settings) -> dict[str, str]:
 
 def assert_exact(db_url: str, truth: dict[str, frozenset[str]],
                  codes: Any = None) -> None:
-    """The database holds exactly ``truth`` for ``codes`` (all by default), no duplicates."""
-    store = Store(db_url)
-    wrong = [c for c in (truth if codes is None else codes)
-             if store.member_codes(c) != set(truth[c])]
-    assert wrong == []
-    with store.engine.connect() as conn:
-        dupes = conn.execute(text(
-            "SELECT board_code, stock_code FROM membership_history WHERE valid_to IS NULL "
-            "GROUP BY board_code, stock_code HAVING COUNT(*) > 1")).fetchall()
-        open_n = conn.execute(text(
-            "SELECT COUNT(*) FROM membership_history WHERE valid_to IS NULL")).scalar()
-        current_n = conn.execute(text("SELECT COUNT(*) FROM memberships")).scalar()
-    store.dispose()
-    assert dupes == []
+    """The database holds exactly ``truth`` for ``codes`` (all by default), no duplicates,
+    and one open history interval per current member."""
+    assert_db_equals_truth(db_url, {c: truth[c] for c in (truth if codes is None else codes)})
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            open_n = conn.execute(text(
+                "SELECT COUNT(*) FROM membership_history WHERE valid_to IS NULL")).scalar()
+            current_n = conn.execute(text("SELECT COUNT(*) FROM memberships")).scalar()
+    finally:
+        engine.dispose()
     assert open_n == current_n, "one open history interval per current member"
 
 
@@ -99,15 +97,6 @@ def on_write(sync: Sync, call: int, action: Callable[[], None]) -> None:
     sync.store.write_boards = write_boards  # type: ignore[method-assign]
 
 
-def wait_until(predicate: Callable[[], bool], limit: float = 30.0) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
-
-
 # -- 4. suspicious data ------------------------------------------------------------------
 
 
@@ -117,14 +106,14 @@ def test_shrunken_or_empty_board_is_held_back_until_accepted(sqlite_url: str, tm
                                                             accept: str) -> None:
     with world() as sim:
         s = settings_for(sim, sqlite_url, tmp_path)
-        assert Sync(s).run().status == "ok"
+        assert Run(s).run().status == "ok"
         truth = sim.truth()
         big = sorted((c for c in truth if len(truth[c]) >= 20), key=lambda c: len(truth[c]))
         shrunk, emptied = big[-1], big[-2]
         sim.set_shrink(shrunk, 0.3)
         sim.set_shrink(emptied, 0.0)
         again = s.replace(max_age=0.0)  # refetch everything, guard on
-        summary = Sync(again).run()
+        summary = Run(again).run()
         assert summary.status == "partial" and STATUS_EXIT[summary.status] == 1
         assert sorted(summary.suspicious_boards) == sorted([shrunk, emptied])
         assert summary.suspicious == 2 and summary.ok == len(truth) - 2
@@ -137,7 +126,7 @@ def test_shrunken_or_empty_board_is_held_back_until_accepted(sqlite_url: str, tm
             assert board["rows"] == len(truth[code])  # what the database still holds
         assert state["boards"][emptied]["fetched_rows"] == 0
         assert_exact(sqlite_url, truth)  # neither held-back board was touched
-        accepted = Sync(again.replace(**{accept: True})).run()
+        accepted = Run(again.replace(**{accept: True})).run()
         assert accepted.status == "ok", accepted
         store = Store(sqlite_url)
         assert store.member_codes(emptied) == set()
@@ -147,7 +136,7 @@ def test_shrunken_or_empty_board_is_held_back_until_accepted(sqlite_url: str, tm
 
 
 def test_shrink_threshold_is_configurable() -> None:
-    from boardsync.sync import is_suspicious
+    from boardsync.validate import is_suspicious
 
     assert is_suspicious(200, 99, 0.5) and not is_suspicious(200, 100, 0.5)
     assert is_suspicious(200, 179, 0.1) and not is_suspicious(200, 180, 0.1)
@@ -167,7 +156,7 @@ def test_quota_runs_out_then_next_run_fetches_only_the_rest(sqlite_url: str, tmp
         flags["max_ips"] = 6
     with world(**overrides) as sim:
         s = settings_for(sim, sqlite_url, tmp_path, **flags)
-        first = Sync(s).run()
+        first = Run(s).run()
         assert first.status == "partial", first
         assert first.stop_reason and "quota" in first.stop_reason
         assert first.remaining and first.ok > 0
@@ -186,7 +175,7 @@ def test_quota_runs_out_then_next_run_fetches_only_the_rest(sqlite_url: str, tmp
             if limit == "provider_quota":
                 assert sim.provider is not None
                 sim.provider.new_day()  # a fresh daily quota, same market
-            summary = Sync(s2).run()
+            summary = Run(s2).run()
             runs += 1
             assert summary.run_id == first.run_id, "the unfinished run is resumed"
             after = sim.counters()["requests_by_board"]
@@ -212,16 +201,14 @@ def _outage_run(db_url: str, tmp_path: Path, kind: str, outage_s: float,
     """
     with world(seed=4) as sim:
         s = settings_for(sim, db_url, tmp_path, max_retry=10, **flags)
-        sync = Sync(s)
+        sync = Run(s)
         window: dict[str, int] = {}
         done = threading.Event()
 
         def outage() -> None:
             window["start"] = sim.counters()["ips_issued"]
             sim.set_outage(kind)
-            end = time.monotonic() + outage_s
-            while time.monotonic() < end:
-                time.sleep(0.005)
+            pause(outage_s)
             window["end"] = sim.counters()["ips_issued"]
             sim.set_outage(None)
             done.set()
@@ -284,7 +271,7 @@ def test_garbled_bodies_never_reach_the_database(tmp_path_factory: pytest.TempPa
     with world(seed=seed, fault_html=html, fault_truncated=truncated,
                fault_null_data=null) as sim:
         s = settings_for(sim, url, tmp, max_retry=3, page_retries=2, breaker_ips=0)
-        summary = Sync(s).run()
+        summary = Run(s).run()
         truth = sim.truth()
         faults = sim.counters()["faults"]
     assert summary.status in ("ok", "partial"), summary
@@ -360,7 +347,7 @@ def test_pg_outage_short_writes_retry_with_backoff_and_finish(pg_url: str,
     try:
         with world(seed=6) as sim:
             s = settings_for(sim, pg_url, tmp_path, db_retries=5)
-            sync = Sync(s)
+            sync = Run(s)
 
             def cut_for_a_while() -> None:
                 outage.cut()
@@ -388,7 +375,7 @@ def test_pg_outage_long_stops_cleanly_then_next_run_finishes(pg_url: str,
     try:
         with world(seed=8) as sim:
             s = settings_for(sim, pg_url, tmp_path, db_retries=2)
-            sync = Sync(s)
+            sync = Run(s)
             on_write(sync, 2, outage.cut)
             first = sync.run()
             outage.restore()
@@ -408,7 +395,7 @@ def test_pg_outage_long_stops_cleanly_then_next_run_finishes(pg_url: str,
             assert [c for c in truth if c not in ok and store.member_codes(c)] == []
             store.dispose()
             before = dict(sim.counters()["requests_by_board"])
-            second = Sync(s).run()
+            second = Run(s).run()
             after = sim.counters()["requests_by_board"]
     finally:
         outage.close()

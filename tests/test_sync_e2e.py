@@ -20,7 +20,7 @@ from boardsync.config import load_settings
 from boardsync.demo import scaled, simulated
 from boardsync.sim import Simulator, load_scenario
 from boardsync.store import Store
-from boardsync.sync import Sync
+from boardsync.run import Run
 
 SCALE = 0.02
 
@@ -62,7 +62,7 @@ def _assert_equals_truth(db_url: str, truth: dict[str, frozenset[str]]) -> None:
 def test_reference_scenario_complete_and_exact(db_url: str, tmp_path: Path) -> None:
     base = _settings(db_url, tmp_path, force=True)
     with simulated(base, "reference", time_scale=SCALE, seed=11) as (settings, sim):
-        summary = Sync(settings).run()
+        summary = Run(settings).run()
         truth = sim.truth()
         counters = sim.counters()
     assert summary.status == "ok", summary
@@ -80,7 +80,7 @@ def test_reference_scenario_complete_and_exact(db_url: str, tmp_path: Path) -> N
 def test_too_few_ips_ends_partial_with_remaining_listed(sqlite_url: str, tmp_path: Path) -> None:
     base = _settings(sqlite_url, tmp_path, force=True, max_ips=3, ip_ttl=20.0)
     with simulated(base, "clean", time_scale=SCALE, seed=3) as (settings, sim):
-        summary = Sync(settings).run()
+        summary = Run(settings).run()
         truth = sim.truth()
     assert summary.status == "partial"
     assert summary.ips_extracted <= 3
@@ -104,7 +104,7 @@ def test_largest_boards_are_fetched_first(sqlite_url: str, tmp_path: Path) -> No
     base = _settings(sqlite_url, tmp_path, force=True, workers=1, kinds=("industry",),
                      stagger=0.0)
     with simulated(base, "clean", time_scale=SCALE, seed=5) as (settings, sim):
-        summary = Sync(settings).run()
+        summary = Run(settings).run()
         hints = {b.code: b.size_hint for b in sim.boards()}
         first_seen = list(sim.counters()["requests_by_board"])
     assert summary.status == "ok" and len(first_seen) == summary.ok == 86
@@ -118,7 +118,7 @@ def test_no_request_through_an_ip_after_it_was_evicted(sqlite_url: str, tmp_path
     requests; the simulator's gateway must serve none of them another request afterwards."""
     base = _settings(sqlite_url, tmp_path, force=True, kinds=("industry",))
     with simulated(base, "hostile", time_scale=SCALE, seed=3) as (settings, sim):
-        sync = Sync(settings)
+        sync = Run(settings)
         at_eviction = _record_evictions(sync, sim)
         summary = sync.run()
         served = _requests_by_port(sim)
@@ -163,7 +163,7 @@ def test_boards_are_fetched_while_a_longer_board_list_is_still_paging(
     with simulated(base, "clean", time_scale=0.5, seed=5) as (settings, sim):
         board = next(b for b in sim.boards() if b.kind == "industry")
         spy = _ListArrivals(sim)
-        summary = Sync(settings.replace(boards=(board.code,)), progress=spy).run()
+        summary = Run(settings.replace(boards=(board.code,)), progress=spy).run()
         truth = sim.truth()[board.code]
     assert summary.status == "ok" and summary.ok == 1 and summary.boards_total == 1
     assert [more for more, _ in spy.arrivals] == [1, 0]  # industry list, then concept list
@@ -219,7 +219,7 @@ def test_a_board_list_that_keeps_failing_ends_partial_after_the_other_kinds(
             settings = scaled(_settings(sqlite_url, tmp_path, force=True, workers=4,
                                         max_retry=2, page_retries=1, stagger=0.0),
                               SCALE, upstream_url=relay.url, proxy="direct")
-            summary = Sync(settings).run()
+            summary = Run(settings).run()
         finally:
             relay.close()
         industry = {b.code for b in sim.boards() if b.kind == "industry"}

@@ -10,7 +10,8 @@ import pytest
 from boardsync.config import load_settings
 from boardsync.demo import simulated
 from boardsync.store import Store
-from boardsync.sync import Sync, worth_a_new_ip
+from boardsync.crew import worth_a_new_ip
+from boardsync.run import Run
 
 
 @pytest.mark.parametrize(
@@ -46,9 +47,9 @@ def test_retired_workers_lose_no_board(tmp_path: Path, caplog: pytest.LogCapture
     base = load_settings({"db_url": db_url, "state_path": str(tmp_path / "state.json"),
                           "progress": "none", "force": True, "kinds": "industry",
                           "ip_thrift": 1e9}, env={}, config_path=None)
-    with caplog.at_level(logging.INFO, logger="boardsync.sync"), \
+    with caplog.at_level(logging.INFO, logger="boardsync.crew"), \
             simulated(base, "hostile", time_scale=0.02, seed=3) as (settings, sim):
-        summary = Sync(settings).run()
+        summary = Run(settings).run()
         industry = {b.code for b in sim.boards() if b.kind == "industry"}
         truth = {code: set(m) for code, m in sim.truth().items() if code in industry}
     retired = [r for r in caplog.records if "retiring instead of taking a new IP" in r.message]

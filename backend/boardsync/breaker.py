@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
+
+from .clock import SYSTEM, Clock
+from .policy import OUTAGE_CLASSES
 
 logger = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
-#: Error classes that can mean "the upstream is down" (not "this IP is banned").
-OUTAGE_CLASSES = frozenset({"connection", "http_status", "http_5xx", "timeout", "invalid_json",
-                            "empty_data"})
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "OUTAGE_CLASSES", "CircuitBreaker"]
 
 
 class CircuitBreaker:
@@ -38,18 +37,18 @@ class CircuitBreaker:
             doubles it (up to ``max_cooldown``), so a long outage costs a handful of probes
             (and of fresh IPs for them) rather than one per ``cooldown``; a success resets it.
         max_cooldown: the cap of that doubling; ``None`` means ``8 * cooldown``.
-        now: injected monotonic clock.
+        clock: the injected clock (its monotonic ``now``).
     """
 
     def __init__(self, distinct_ips: int = 4, cooldown: float = 30.0, *,
                  consecutive: int | None = None, max_cooldown: float | None = None,
-                 now: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = SYSTEM) -> None:
         self.distinct_ips = distinct_ips
         self.consecutive = 3 * distinct_ips if consecutive is None else consecutive
         self.base_cooldown = cooldown
         self.max_cooldown = 8 * cooldown if max_cooldown is None else max_cooldown
         self.cooldown = cooldown  # the current one: doubled by each failed probe
-        self.now = now
+        self.now = clock.now
         self.state = CLOSED
         self.opened_at = 0.0
         self.opens = 0
@@ -98,7 +97,7 @@ class CircuitBreaker:
     def record_failure(self, error_class: str, ip_key: str) -> bool:
         """A request failed; returns True when this failure opened the breaker.
 
-        Only outage-like classes count; a failed half-open probe re-opens at once, with the
+        Only outage-like classes (:data:`~boardsync.policy.OUTAGE_CLASSES`) count; a failed half-open probe re-opens at once, with the
         cool-down doubled. A probe that fails for another reason (its proxy died, say) tells
         nothing about the upstream: the next caller may probe instead.
         """

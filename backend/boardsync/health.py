@@ -1,8 +1,8 @@
 """What the daemon knows about its runs, and the loopback HTTP endpoint that shows it.
 
 :class:`Telemetry` is the one place run results land: it is the ``progress`` object handed to
-each :class:`~boardsync.sync.Sync` (so ``/status`` sees the current run live), it records
-each finished run's :class:`~boardsync.sync.Summary` into Prometheus metrics, and keeps the
+each :class:`~boardsync.run.Run` (so ``/status`` sees the current run live), it records
+each finished run's :class:`~boardsync.outcomes.Summary` into Prometheus metrics, and keeps the
 last ten warnings/errors (fed by :class:`ErrorCollector`, a logging handler the CLI attaches).
 
 :class:`HealthServer` serves ``/healthz``, ``/status`` (JSON) and ``/metrics`` (the Prometheus
@@ -17,7 +17,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -27,6 +26,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .clock import SYSTEM, Clock, iso
+
 logger = logging.getLogger(__name__)
 
 #: Request latency buckets (seconds): upstream pages take tens of ms to a few seconds.
@@ -35,8 +36,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 LAST_ERRORS = 10
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+def _iso_epoch(ts: float) -> str:
+    """A log record's ``created`` (epoch seconds) as ISO 8601 to the second."""
+    return iso(datetime.fromtimestamp(ts, UTC))
 
 
 class Telemetry:
@@ -45,15 +47,13 @@ class Telemetry:
     Args:
         progress: an inner progress display (bar or log lines) that every call is forwarded
             to; ``None`` shows nothing.
-        now: monotonic clock for progress rate and ETA.
-        wall: wall clock (epoch seconds) for timestamps shown to people.
+        clock: its monotonic time gives the progress rate and ETA, its wall time the
+            timestamps shown to people.
     """
 
-    def __init__(self, *, progress: Any = None, now: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, progress: Any = None, clock: Clock = SYSTEM) -> None:
         self.inner = progress
-        self.now = now
-        self.wall = wall
+        self.clock = clock
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -84,7 +84,7 @@ class Telemetry:
     # -- the progress protocol (called by Sync from its manager thread) ------------------
 
     def _fresh_run(self) -> dict[str, Any]:
-        return {"started": self.now(), "started_at": _iso(self.wall()), "total": None,
+        return {"started": self.clock.now(), "started_at": iso(self.clock.wall()), "total": None,
                 "done": 0, "ok": 0, "failed": 0, "retrying": 0, "ips": 0}
 
     def run_started(self) -> None:
@@ -98,7 +98,7 @@ class Telemetry:
             if self.current is None:
                 self.current = self._fresh_run()
             self.current["total"] = total
-            self.current["counting_from"] = self.now()
+            self.current["counting_from"] = self.clock.now()
         if self.inner is not None:
             self.inner.start(total)
 
@@ -107,7 +107,7 @@ class Telemetry:
         with self._lock:
             if self.current is None:
                 self.current = self._fresh_run()
-            self.current.setdefault("counting_from", self.now())
+            self.current.setdefault("counting_from", self.clock.now())
             self.current["total"] = (self.current.get("total") or 0) + more
         if self.inner is not None:
             self.inner.add(more)
@@ -142,7 +142,7 @@ class Telemetry:
         for error_class, n in (summary.errors or {}).items():
             self.errors.labels(error_class=error_class).inc(n)
         if status in ("ok", "nothing_to_do"):
-            self.last_success.set(self.wall())
+            self.last_success.set(self.clock.wall().timestamp())
         result = {k: getattr(summary, k) for k in (
             "run_id", "mode", "status", "boards_total", "ok", "failed", "suspicious",
             "not_written", "skipped", "deleted", "rows_written", "joined", "left", "requests",
@@ -163,7 +163,7 @@ class Telemetry:
                                "message": str(exc)})
 
     def _finish(self, status: str, result: dict[str, Any]) -> None:
-        result["finished_at"] = _iso(self.wall())
+        result["finished_at"] = iso(self.clock.wall())
         with self._lock:
             self.current = None
             self.last_run = result
@@ -187,7 +187,7 @@ class Telemetry:
             cur = dict(self.current) if self.current is not None else None
         if cur is None:
             return None
-        now = self.now()
+        now = self.clock.now()
         total, done = cur.get("total"), cur["done"]
         elapsed = now - cur.pop("started")
         counting = cur.pop("counting_from", None)
@@ -224,7 +224,7 @@ class ErrorCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            entry = {"time": _iso(record.created), "level": record.levelname,
+            entry = {"time": _iso_epoch(record.created), "level": record.levelname,
                      "logger": record.name, "message": record.getMessage()}
             for key in ("run", "board", "worker"):
                 value = getattr(record, key, None)

@@ -18,7 +18,6 @@ import heapq
 import itertools
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,7 +47,7 @@ class TaskQueue(Protocol):
         ...
 
     def get(self, timeout: float | None = None) -> Task | None:
-        """The head task, waiting up to ``timeout`` s; ``None`` on timeout or closed-and-empty."""
+        """The head task, waiting up to ``timeout`` s; ``None`` when there is none."""
         ...
 
     def done(self, task: Task) -> None:
@@ -60,27 +59,20 @@ class TaskQueue(Protocol):
         ...
 
     def pending(self) -> list[Task]:
-        """A snapshot of the waiting tasks, head first (for the state file on shutdown)."""
-        ...
-
-    def close(self) -> None:
-        """No more waiting: ``get`` returns what is left, then ``None`` at once."""
+        """A snapshot of the waiting tasks, head first."""
         ...
 
 
 class LocalTaskQueue:
     """An in-process priority queue on ``(retry_count, rank, order put)``, thread-safe.
 
-    ``put`` still works after :meth:`close` so workers can return in-flight boards during a
-    shutdown; :meth:`pending` then lists them for the state file.
+    Workers put back in-flight boards during a shutdown; :meth:`pending` then lists them.
     """
 
     def __init__(self) -> None:
         self._items: list[tuple[int, float, int, Task]] = []  # a heap
         self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
-        self._closed = False
-        self._taken = 0
 
     def put(self, task: Task) -> None:
         """Queue ``task`` in its place and wake one waiting worker."""
@@ -89,31 +81,22 @@ class LocalTaskQueue:
             self._cond.notify()
 
     def get(self, timeout: float | None = None) -> Task | None:
-        """Pop the head; wait up to ``timeout`` s (``None`` = until a task or :meth:`close`)."""
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        """Pop the head; when empty, wait once for a ``put`` (up to ``timeout`` s, ``None`` =
+        no limit) and return ``None`` if there is still nothing.
+
+        One wait, not a loop against a deadline: the caller polls anyway, so an early wake-up
+        costs nothing, and the queue needs no clock of its own.
+        """
         with self._cond:
-            while not self._items:
-                if self._closed:
-                    return None
-                if deadline is None:
-                    self._cond.wait()
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            self._taken += 1
+            if not self._items and (timeout is None or timeout > 0):
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
             return heapq.heappop(self._items)[-1]
 
     def done(self, task: Task) -> None:
-        """Mark a taken task finished (kept for the protocol; the PG queue deletes the row)."""
-        with self._cond:
-            self._taken = max(0, self._taken - 1)
-
-    def in_flight(self) -> int:
-        """Tasks taken by workers and not yet :meth:`done`."""
-        with self._cond:
-            return self._taken
+        """Mark a taken task finished (nothing to do in memory; a PostgreSQL queue deletes
+        the row here)."""
 
     def __len__(self) -> int:
         with self._cond:
@@ -123,9 +106,3 @@ class LocalTaskQueue:
         """A snapshot of the waiting tasks, head first."""
         with self._cond:
             return [item[-1] for item in sorted(self._items)]
-
-    def close(self) -> None:
-        """Wake every waiter; ``get`` drains what is left, then returns ``None`` at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()

@@ -1,4 +1,17 @@
-"""One classifier: every failure becomes an error class with its decisions, as data.
+"""The one failure policy: error classes, their decisions as data, outages, streaks, budgets.
+
+Everything that decides what a failure means lives here, so the worker only applies it:
+
+* :data:`DECISIONS` and :func:`classify` - every failure becomes an error class and a
+  :class:`Decision` (rotate the IP? retry?);
+* :data:`OUTAGE_CLASSES` - the classes that may mean "the upstream is down" (the circuit
+  breaker counts only these, and while it is open they never count against an IP or board);
+* :class:`Streak` and :func:`after_failure` - the per-IP streak that turns forgiven one-offs
+  into an eviction, and the verdict for one failure (outage, rotate, keep);
+* :class:`RetryBudget` - how many times a page is asked again in place and how many attempts
+  a board gets before it fails for good.
+
+The table:
 
 ``rotate`` — evict the IP (``mark_failed``) before trying again; ``retry`` — put the board back
 in the queue, behind every board with fewer failed attempts. ``rotate_after`` lets a class be
@@ -15,7 +28,7 @@ upstream's gateway, not the IP (the breaker handles outages): the third in a row
 timeout is forgiven too (the reference run saw one in 1,000 requests); a second in a row means
 the IP is gone. The streak counts failures of any class on the current IP and is compared with
 the latest failure's ``rotate_after``. ``ban_signal`` tells adaptive pacing to slow down. The
-worker applies the table; nothing else decides.
+worker applies this module's verdicts; nothing else decides.
 
 Why a table: the worker, the board-list fetch and the daemon must agree on every failure, and
 a parametrized test over :mod:`boardsync.errors` proves each class has a decision (STYLE §4).
@@ -37,6 +50,7 @@ Rules of thumb behind the table:
 from __future__ import annotations
 
 import logging
+import enum
 from dataclasses import dataclass
 
 from .errors import BoardsyncError, ConfigError, HTTPStatusError
@@ -145,39 +159,85 @@ def classify(exc: BaseException) -> tuple[str, Decision]:
     return name, decision
 
 
-@dataclass(frozen=True)
-class RetryBudget:
-    """How many attempts a board has had, immutable, with the classes of its failures.
+#: Error classes that can mean "the upstream is down" (not "this IP is banned").
+OUTAGE_CLASSES = frozenset({"connection", "http_status", "http_5xx", "timeout", "invalid_json",
+                            "empty_data"})
 
-    ``increment`` returns a new budget; ``is_exhausted`` is a pure check. With
-    ``max_retry=10`` a board is a permanent failure after its 10th failed attempt (``0`` is
-    treated as 1: every board gets at least one attempt, as the worker does).
 
-    Example: ``RetryBudget(2).increment("timeout").increment("blocked").is_exhausted()`` is
-    True, with ``history == ("timeout", "blocked")``.
+class Verdict(enum.Enum):
+    """What one failure means for the IP it happened on."""
+
+    OUTAGE = "outage"  # the upstream is down: keep the IP, wait for the breaker, blame nobody
+    ROTATE = "rotate"  # evict the IP (never handed out again)
+    KEEP = "keep"  # forgive it: keep the IP, count the streak
+
+
+class Streak:
+    """Consecutive failures on the current IP; reset by a success or a new IP.
+
+    A lone reset is noise, four in a row are a ban: the streak is what tells them apart (see
+    the table's ``rotate_after``). Failures of any class count, compared with the latest
+    failure's ``rotate_after``.
     """
 
+    def __init__(self) -> None:
+        self.count = 0
+
+    def failed(self) -> int:
+        """One more failure; returns the streak including it."""
+        self.count += 1
+        return self.count
+
+    def reset(self) -> None:
+        self.count = 0
+
+
+def after_failure(error_class: str, decision: Decision, streak: int, *, opened: bool,
+                  outage: bool) -> Verdict:
+    """The verdict for one failure (pure).
+
+    Args:
+        streak: failures in a row on this IP, this one included.
+        opened: this failure opened the circuit breaker (spread over several IPs).
+        outage: the breaker is open or probing (an outage is in progress).
+
+    Example: a third ``connection`` reset in a row on a healthy upstream is ``KEEP``
+    (rotate_after 4); the fourth is ``ROTATE``; any ``timeout`` while the breaker is open is
+    ``OUTAGE``, whatever the streak.
+    """
+    if opened or (outage and error_class in OUTAGE_CLASSES):
+        return Verdict.OUTAGE
+    if decision.rotate and streak >= decision.rotate_after:
+        return Verdict.ROTATE
+    return Verdict.KEEP
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How often a failure is tried again: a page in place, a board through the queue.
+
+    Two levels because a long board would otherwise almost never come through whole: with
+    ~7 % random resets a 37-page board has every page right only one time in fifteen, so a
+    failed page is asked again in place (up to ``page_retries`` failures of that page), and a
+    board whose page keeps failing goes back to the queue, behind every first attempt, until
+    it has had ``max(1, max_retry)`` attempts.
+
+    Example: ``RetryBudget(page_retries=6, max_retry=3)``: a page that failed 5 times is asked
+    a 6th time, not a 7th; a board that failed its 3rd attempt is a permanent failure.
+    """
+
+    page_retries: int = 6
     max_retry: int = 10
-    history: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_retry < 0:
-            raise ConfigError(f"max_retry must be >= 0, got {self.max_retry}", key="max_retry")
+        for key in ("page_retries", "max_retry"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}", key=key)
 
-    @property
-    def attempts(self) -> int:
-        """Failed attempts so far."""
-        return len(self.history)
+    def retry_page(self, decision: Decision, failures: int) -> bool:
+        """Ask the page again after its ``failures``-th failure?"""
+        return decision.retry and failures < self.page_retries
 
-    @property
-    def last(self) -> str | None:
-        """Error class of the latest failure, None before any."""
-        return self.history[-1] if self.history else None
-
-    def increment(self, error_class: str) -> RetryBudget:
-        """A new budget with one more failed attempt recorded (this one is unchanged)."""
-        return RetryBudget(self.max_retry, (*self.history, error_class))
-
-    def is_exhausted(self) -> bool:
-        """True once ``max(1, max_retry)`` attempts have failed (pure, no side effect)."""
-        return self.attempts >= max(1, self.max_retry)
+    def retry_board(self, decision: Decision, attempts: int) -> bool:
+        """Queue the board again after its ``attempts``-th failed attempt?"""
+        return decision.retry and attempts < max(1, self.max_retry)

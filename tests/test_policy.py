@@ -8,7 +8,16 @@ import logging
 import pytest
 
 from boardsync import errors
-from boardsync.classify import DECISIONS, RetryBudget, classify, http_status_class
+from boardsync.policy import (
+    DECISIONS,
+    OUTAGE_CLASSES,
+    RetryBudget,
+    Streak,
+    Verdict,
+    after_failure,
+    classify,
+    http_status_class,
+)
 from boardsync.errors import BoardsyncError
 
 ERROR_CLASSES = sorted(
@@ -133,20 +142,47 @@ def test_subclass_with_an_unknown_error_class_gets_the_unexpected_decision() -> 
     assert classify(Odd("x")) == ("odd", DECISIONS["unexpected"])
 
 
-def test_retry_budget_is_immutable_with_history() -> None:
-    budget = RetryBudget(max_retry=2)
-    assert budget.last is None
-    one = budget.increment("timeout")
-    assert budget.attempts == 0 and one.attempts == 1 and not one.is_exhausted()
-    two = one.increment("blocked")
-    assert two.history == ("timeout", "blocked") and two.is_exhausted()
-    assert two.last == "blocked"
-    with pytest.raises(AttributeError):
-        two.max_retry = 5  # type: ignore[misc]
+def test_retry_budget_asks_a_page_again_up_to_page_retries_failures() -> None:
+    budget = RetryBudget(page_retries=3, max_retry=2)
+    timeout, not_found = DECISIONS["timeout"], DECISIONS["http_status"]
+    assert [budget.retry_page(timeout, n) for n in (1, 2, 3)] == [True, True, False]
+    assert budget.retry_page(not_found, 1) is False  # never retried, budget or not
 
 
-def test_retry_budget_gives_at_least_one_attempt_and_refuses_negative() -> None:
-    assert not RetryBudget(max_retry=0).is_exhausted()
-    assert RetryBudget(max_retry=0).increment("timeout").is_exhausted()
-    with pytest.raises(errors.ConfigError):
-        RetryBudget(max_retry=-1)
+def test_retry_budget_gives_every_board_at_least_one_attempt_and_refuses_negative() -> None:
+    incomplete = DECISIONS["incomplete"]
+    assert [RetryBudget(max_retry=3).retry_board(incomplete, n) for n in (1, 2, 3)] == [
+        True, True, False]
+    assert RetryBudget(max_retry=0).retry_board(incomplete, 1) is False
+    for bad in ({"max_retry": -1}, {"page_retries": -1}):
+        with pytest.raises(errors.ConfigError):
+            RetryBudget(**bad)
+
+
+def test_a_streak_counts_failures_until_reset() -> None:
+    streak = Streak()
+    assert [streak.failed() for _ in range(3)] == [1, 2, 3]
+    streak.reset()
+    assert streak.failed() == 1
+
+
+@pytest.mark.parametrize(
+    ("error_class", "streak", "opened", "outage", "verdict"),
+    [
+        ("connection", 3, False, False, Verdict.KEEP),  # a third reset: still noise
+        ("connection", 4, False, False, Verdict.ROTATE),  # the fourth in a row: a ban
+        ("blocked", 1, False, False, Verdict.ROTATE),  # a 403 at once
+        ("incomplete", 9, False, False, Verdict.KEEP),  # never the IP's fault
+        ("timeout", 1, True, True, Verdict.OUTAGE),  # this failure opened the breaker
+        ("timeout", 5, False, True, Verdict.OUTAGE),  # during an outage: nobody's fault
+        ("blocked", 1, False, True, Verdict.ROTATE),  # a ban is a ban, outage or not
+    ],
+)
+def test_after_failure_verdicts(error_class: str, streak: int, opened: bool, outage: bool,
+                                verdict: Verdict) -> None:
+    assert after_failure(error_class, DECISIONS[error_class], streak, opened=opened,
+                         outage=outage) is verdict
+
+
+def test_outage_classes_are_table_keys() -> None:
+    assert OUTAGE_CLASSES <= set(DECISIONS)

@@ -1,0 +1,373 @@
+"""One sync run: a manager feeding one retry-count task queue to N worker threads.
+
+Shape (SPEC §2): the manager starts the workers one ``stagger`` apart; the first of them fetch
+the board lists (one kind each, in parallel) before they take boards, and as soon as one kind's
+list arrives the manager queues ``Task(0, board, rank)`` for each of its boards that needs
+syncing (ranked biggest first unless ``board_order = "listed"``), so the other workers are
+already fetching members while the longer lists are still paging. Workers
+(:mod:`boardsync.worker`) hand back one :data:`~boardsync.outcomes.Outcome` per event; the
+manager validates each fetched board (suspicious shrinkage is held back), writes boards in
+batches (:mod:`boardsync.writer`), and only then records them in the state file
+(:mod:`boardsync.ledger`), so the database is the truth and a kill at any moment loses
+nothing: the next run resumes the unfinished run and skips boards that run already wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as stdqueue
+import random
+import socket
+import threading
+import uuid
+from typing import Any, assert_never
+
+from sqlalchemy.engine import make_url
+
+from .breaker import CircuitBreaker
+from .clock import SYSTEM, Clock
+from .config import Settings
+from .crew import Crew
+from .errors import StorageError
+from .ledger import Ledger
+from .lists import ListIntake
+from .logctx import bind
+from .metrics import RunMetrics
+from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying
+from .outcomes import RunStatus as S
+from .outcomes import Summary
+from .pacing import PacingConfig, RateController
+from .proxy.factory import build_proxy_manager
+from .queue import LocalTaskQueue, TaskQueue
+from .sizing import resolve_workers
+from .state import StateFile
+from .store import Store
+from .threads import start_thread
+from .upstream import UpstreamClient
+from .validate import held_back
+from .worker import Worker, WorkerContext
+from .writer import BatchWriter
+
+logger = logging.getLogger(__name__)
+
+
+def new_run_id(clock: Clock = SYSTEM) -> str:
+    """A sortable, unique run id such as ``20261122T204500Z-3fa2``."""
+    return f"{clock.wall():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:4]}"
+
+
+class Run:
+    """One sync run against one database: construct, then :meth:`run`.
+
+    Args:
+        settings: validated settings.
+        clock: the one clock (tests pass a fake).
+        stop: set by the caller (signal handler) to request a graceful stop.
+        force_stop: set to abandon in-flight work at once (second signal).
+        rng: randomness (pacing jitter, TTL jitter).
+        progress: a progress reporter (``add``, ``tick``, ``close``) or None.
+        task_queue: the queue between the manager and the workers.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM,
+                 stop: threading.Event | None = None,
+                 force_stop: threading.Event | None = None, rng: random.Random | None = None,
+                 progress: Any = None, task_queue: TaskQueue | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.force_stop = force_stop or threading.Event()
+        self.fetch_stop = threading.Event()  # workers take no new work, abandon at next page
+        # board lists stop too: a user's stop, a lost database, the end of the run; not a
+        # spent quota (a list half known could not report its boards as remaining)
+        self.list_stop = threading.Event()
+        self.all_done = threading.Event()
+        self.rng = rng or random.Random()
+        self.progress = progress
+        self.tasks: TaskQueue = task_queue or LocalTaskQueue()
+        self.outcomes: stdqueue.Queue[Outcome] = stdqueue.Queue()
+        self.metrics = RunMetrics()
+        self.workers, self.workers_why = resolve_workers(settings)
+        self.proxies = build_proxy_manager(settings, clock=clock, workers=self.workers,
+                                           rng=random.Random(self.rng.random()))
+        self.pacing = PacingConfig(mode=settings.pacing, delay_min=settings.req_delay_min,
+                                   delay_max=settings.req_delay_max, floor=settings.pacing_floor,
+                                   burst=settings.pacing_burst)
+        self.rate = RateController(self.pacing)
+        self.breaker = CircuitBreaker(settings.breaker_ips, settings.breaker_cooldown,
+                                      clock=clock)
+        self.state = StateFile(settings.state_path, clock=clock)
+        # A bad --state fails here, before anything (even a SQLite directory) is created.
+        self.state.check_writable()
+        try:
+            self.store = Store(settings.db_url, clock=clock)
+        except OSError as e:  # a SQLite path whose directory cannot be created
+            shown = make_url(settings.db_url).render_as_string(hide_password=True)
+            raise StorageError(f"database {shown}: cannot create its directory: "
+                               f"{e.strerror or e}") from e
+        self.writer = BatchWriter(self.store, batch_size=settings.write_batch,
+                                  retries=settings.db_retries, clock=clock,
+                                  abort=self.force_stop, metrics=self.metrics)
+        self.run_id: str | None = None
+        self.summary: Summary
+        self.ledger: Ledger
+        self.lists: ListIntake
+
+    def make_client(self) -> UpstreamClient:
+        s = self.settings
+        return UpstreamClient(s.upstream_url, timeout=(s.connect_timeout, s.read_timeout),
+                              page_size=s.page_size, clock=self.clock)
+
+    # -- the run ----------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Do the whole run and return its summary; raises Locked/ConfigError/StorageError."""
+        started = self.clock.now()
+        # An unreadable state file fails here, before the database is touched.
+        self.state.load()
+        self.store.init_schema()
+        holder = f"{socket.gethostname()} pid {os.getpid()}"
+        with self.store.lock(holder):
+            run_id = self.begin()
+            try:
+                self._manage(run_id, self._start(run_id))
+            finally:
+                self.summary.duration_s = round(self.clock.now() - started, 3)
+                self.finish()
+        return self.summary
+
+    def begin(self) -> str:
+        """Start (or resume) the run record and its bookkeeping; returns the run id.
+
+        :meth:`run` calls it under the database lock; a test may call it, then feed
+        :meth:`handle` outcomes and :meth:`step` the manager without any thread.
+        """
+        self.state.load()
+        run_id, mode = self._open_run()
+        self.run_id = run_id
+        bind(run=run_id, worker="manager")
+        self.summary = Summary(run_id=run_id, mode=mode)
+        self.ledger = Ledger(self.summary, self.state, self.clock)
+        self.lists = ListIntake(self.settings, self.store, self.ledger, self.tasks,
+                                self.clock, self.metrics, force=mode == "force")
+        return run_id
+
+    def _open_run(self) -> tuple[str, str]:
+        """The run id and mode: the unfinished run resumed, or a new one recorded."""
+        s = self.settings
+        mode = "force" if s.force else "incremental"
+        current = self.state.current_run()
+        if current is not None:
+            prev_mode = current.get("mode", "incremental")
+            if not s.force or prev_mode == "force":
+                logger.info("Run %s: resuming unfinished %s run", current["id"], prev_mode)
+                return current["id"], prev_mode
+            self.state.finish_run(current["id"], S.ABANDONED, {}, {}, {})
+            self.store.finish_run(current["id"], S.ABANDONED, {}, {}, 0)
+        run_id = new_run_id(self.clock)
+        params = s.redacted()
+        self.state.begin_run(run_id, mode, params)
+        self.state.save(force=True)
+        self.store.start_run(run_id, mode, params, socket.gethostname(), os.getpid())
+        logger.info("Run %s: started (%s)", run_id, mode)
+        return run_id, mode
+
+    def _start(self, run_id: str) -> list[threading.Thread]:
+        """Build every worker (before any starts: nothing to clean up) and start them.
+
+        The first workers list the boards (one kind each, round robin when there are more
+        kinds than workers), paced like any fetch, then keep their IP for members. The
+        threads' own stop is ``list_stop``: after a quota stop a lister still finishes its
+        lists; every other worker ends at its next step (it checks ``fetch_stop``).
+        """
+        s, n = self.settings, self.workers
+        listers = min(n, len(s.kinds))
+        logger.info("Run %s: listing %s with %d workers (%s)", run_id, ",".join(s.kinds), n,
+                    self.workers_why)
+        crew = Crew(s, self.tasks, self.rate, self.lists.sizes, self.lists.pending)
+        ctx = WorkerContext(run_id=run_id, settings=s, clock=self.clock, tasks=self.tasks,
+                            report=self.outcomes.put, proxies=self.proxies,
+                            breaker=self.breaker, pacing=self.pacing, rate=self.rate,
+                            metrics=self.metrics, crew=crew, make_client=self.make_client,
+                            fetch_stop=self.fetch_stop, list_stop=self.list_stop,
+                            all_done=self.all_done)
+        workers = [Worker(i, ctx, s.kinds[i::listers] if i < listers else (),
+                          random.Random(self.rng.random())) for i in range(n)]
+        return [start_thread(w, self.list_stop, f"worker-{w.index}") for w in workers]
+
+    # -- the manager loop -------------------------------------------------------------
+
+    def halt(self, *, lists: bool = True) -> None:
+        """Stop fetching members (and, unless ``lists`` is False, board lists too)."""
+        self.fetch_stop.set()
+        if lists:
+            self.list_stop.set()
+
+    def _manage(self, run_id: str, threads: list[threading.Thread]) -> None:
+        try:
+            deadline = self._manage_loop(threads)
+        except BaseException:
+            self.halt()  # e.g. the state file failed while queuing a list: no new work
+            raise
+        self.halt()
+        # One shared deadline (not one per thread): a stop never takes longer than
+        # --shutdown-timeout, whatever the worker count; hung workers are daemon threads.
+        now = self.clock.now()
+        join_until = now + (0.0 if self.force_stop.is_set() else 1.0)
+        if deadline is not None:
+            join_until = min(join_until, max(now, deadline))
+        for t in threads:
+            t.join(timeout=max(0.0, join_until - self.clock.now()))
+        while not self.force_stop.is_set():
+            try:
+                self.handle(self.outcomes.get_nowait())
+            except stdqueue.Empty:
+                break
+        if self.writer.pending and not self.force_stop.is_set():
+            self.flush()
+
+    def _manage_loop(self, threads: list[threading.Thread]) -> float | None:
+        """Handle outcomes and write batches until the run is done or stopped; returns the
+        shutdown deadline when a graceful stop was asked."""
+        deadline: float | None = None
+        while True:
+            if self.stop.is_set() and not self.fetch_stop.is_set():
+                logger.info("Run %s: stop requested: finishing in-flight work", self.run_id)
+                self.summary.status = S.INTERRUPTED
+                self.halt()
+                deadline = self.clock.now() + self.settings.shutdown_timeout
+            if self.force_stop.is_set():
+                logger.warning("Run %s: second signal: stopping at once; unwritten boards stay "
+                               "pending for the next run", self.run_id)
+                self.summary.status = S.INTERRUPTED
+                self.halt()
+                return deadline
+            self.step(timeout=0.05)
+            if self.finished() or self._workers_gone(threads):
+                return deadline
+            if deadline is not None and self.clock.now() > deadline:
+                logger.warning("Run %s: shutdown timeout: abandoning in-flight boards",
+                               self.run_id)
+                return deadline
+            if self.progress is not None:
+                self.progress.tick(self.ledger.snapshot(self.proxies.stats().extracted))
+
+    def step(self, timeout: float = 0.0) -> None:
+        """Handle the next outcome (waiting up to ``timeout`` s for one), then write the
+        pending batch if it is due."""
+        try:
+            self.handle(self.outcomes.get(timeout=timeout) if timeout > 0
+                        else self.outcomes.get_nowait())
+        except stdqueue.Empty:
+            pass
+        if self.writer.due(self.ledger.open, self.fetch_stop.is_set()):
+            self.flush()
+
+    def finished(self) -> bool:
+        """True (and ``all_done`` set) once no board and no list is left to wait for."""
+        if self.ledger.open or self.lists.pending():
+            return False
+        sm = self.summary
+        if (sm.status == S.RUNNING and not sm.boards_total and not sm.deleted
+                and not self.lists.missing):
+            sm.status = S.NOTHING_TO_DO
+        self.all_done.set()
+        return True
+
+    def _workers_gone(self, threads: list[threading.Thread]) -> bool:
+        """True when every worker thread has ended and nothing is left to handle."""
+        if any(t.is_alive() for t in threads) or not self.outcomes.empty():
+            return False
+        if not self.fetch_stop.is_set():
+            # every worker is gone with work left (a crash logged by its thread): end the
+            # run partial, the rest stays pending for the next run
+            logger.error("Run %s: no worker is left with %d boards and %d lists to go",
+                         self.run_id, len(self.ledger.open), len(self.lists.unlisted))
+            self.summary.stop("every worker stopped with work left")
+            if self.lists.pending():
+                self.lists.missing = True
+                self.summary.end(S.PARTIAL)
+        return True
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def handle(self, outcome: Outcome) -> None:
+        """Apply one worker outcome to the run."""
+        match outcome:
+            case Listed():
+                self.lists.listed(outcome, self.progress, self.writer.gone is not None)
+                if self.lists.error is not None and self.writer.gone is None:
+                    self.writer.gone = self.lists.error  # no write will be tried again
+                    self.halt()
+            case ListFailed():
+                quota = self.lists.failed(outcome, user_stop=self.stop.is_set())
+                if quota and not self.fetch_stop.is_set():
+                    logger.warning("Run %s: %s: stopping cleanly", self.run_id, outcome.reason)
+                    self.halt(lists=False)
+            case Fetched():
+                self._fetched(outcome)
+            case Retrying():
+                self.ledger.retried(outcome)
+            case Failed():
+                self.ledger.failed(outcome)
+            case QuotaOut():
+                if not self.fetch_stop.is_set():
+                    logger.warning("Run %s: no more proxy IPs (%s): stopping cleanly",
+                                   self.run_id, outcome.message)
+                    self.summary.stop(f"quota exhausted: {outcome.message}")
+                    self.halt(lists=False)
+            case _:
+                assert_never(outcome)
+
+    def _fetched(self, fetched: Fetched) -> None:
+        s = self.settings
+        self.ledger.retrying.discard(fetched.board.code)
+        previous = self.lists.sizes.get(fetched.board.code)
+        if held_back(previous, len(fetched.members), s.shrink_threshold, force=s.force,
+                     accept_shrink=s.accept_shrink):
+            self.ledger.held_back(fetched, previous)
+            return
+        self.writer.add(fetched)
+
+    def flush(self) -> None:
+        """Write the pending batch; a database that stays away stops the run."""
+        done = self.writer.write(self.summary.run_id)
+        if done.results is not None:
+            self.ledger.written(done.batch, done.results)
+            return
+        assert done.error is not None
+        self.ledger.not_written(done.batch, done.error)
+        self.halt()
+
+    # -- the end ----------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Close the run: open boards pending, final status, run record and state file."""
+        sm = self.summary
+        self.ledger.close_open()
+        if sm.failed or sm.suspicious or sm.not_written or sm.remaining:
+            sm.end(S.PARTIAL)
+        sm.end(S.OK)
+        stats = self.proxies.stats()
+        sm.requests = self.metrics.requests
+        sm.retries = self.metrics.retries
+        sm.ips_extracted = stats.extracted
+        sm.ips_failed = stats.failed
+        sm.ips_expired = stats.expired
+        sm.errors = self.metrics.errors_by_class()
+        sm.latency = self.metrics.latency_percentiles()
+        ips = {"extracted": stats.extracted, "failed": stats.failed, "expired": stats.expired}
+        # An interrupted or partial run stays "current" so the next start resumes it.
+        finished = sm.status in (S.OK, S.NOTHING_TO_DO) or (
+            sm.status == S.PARTIAL and not sm.remaining)
+        self.state.finish_run(sm.run_id, sm.status, sm.totals(), ips, sm.errors,
+                              resumable=not finished)
+        self.state.save(force=True)
+        try:
+            self.store.finish_run(sm.run_id, sm.status, sm.totals(), sm.errors,
+                                  stats.extracted)
+        except StorageError as e:
+            logger.error("Run %s: could not record the run in the database: %s", sm.run_id, e)
+        if self.progress is not None:
+            self.progress.close(self.ledger.snapshot(stats.extracted))

@@ -1,0 +1,378 @@
+"""A worker: one thread that holds one proxy IP at a time and fetches one board at a time.
+
+The worker drives the pager (:class:`~boardsync.upstream.Pager`): before every request it
+paces itself (breaker, IP, pacer), sends one request through the client, hands the page to
+the pager and applies :mod:`boardsync.policy` to every failure. It touches nothing of the run
+but what its :class:`WorkerContext` names; what it did goes back as one
+:data:`~boardsync.outcomes.Outcome` per board or list.
+
+Two retry levels: a failed *page* is retried in place (up to ``page_retries`` times, on a
+fresh IP when the policy says rotate), because with ~7 % random resets a 37-page board would
+almost never come through whole; a board whose page keeps failing goes back to the queue with
+``retry_count + 1``, behind every board with fewer failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .breaker import CLOSED, CircuitBreaker
+from .clock import Clock
+from .config import Settings
+from .crew import Crew
+from .errors import BoardsyncError, IncompleteData, Interrupted, QuotaExhausted, UpstreamError
+from .logctx import bind
+from .metrics import RunMetrics
+from .models import Board
+from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying, RunStatus
+from .pacing import Pacer, PacingConfig, RateController
+from .policy import Decision, RetryBudget, Streak, Verdict, after_failure, classify
+from .proxy import Proxy, ProxyManager
+from .queue import Task, TaskQueue
+from .upstream import Page, Pager, Query, Step, UpstreamClient, board_list_query, members_query
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ProxySlot:
+    """A worker's current IP, swapped when it expires or is evicted.
+
+    The client reads ``key``/``url`` at each request, so a long board keeps paging on a fresh
+    IP when the old one's TTL runs out mid-board instead of failing and starting over.
+    """
+
+    def __init__(self, proxies: ProxyManager) -> None:
+        self._proxies = proxies
+        self.current: Proxy | None = None
+
+    @property
+    def key(self) -> str:
+        return self.current.key if self.current else "none"
+
+    @property
+    def url(self) -> str | None:
+        return self.current.url if self.current else None
+
+    @property
+    def live(self) -> bool:
+        """True while the IP held has not expired (read by other threads too: one attribute
+        read, at worst a step stale)."""
+        current = self.current
+        return current is not None and self._proxies.is_alive(current)
+
+    def ensure(self, stop: threading.Event | None = None) -> Proxy:
+        """Make sure a live proxy is held; may block on the extraction bucket or raise quota."""
+        if self.current is not None and not self.live:
+            self._proxies.release(self.current)
+            self.current = None
+        if self.current is None:
+            self.current = self._proxies.acquire(stop_event=stop)
+        return self.current
+
+    def fail(self, reason: str) -> None:
+        """Evict the current IP (it will never be handed out again)."""
+        if self.current is not None:
+            self._proxies.mark_failed(self.current, reason)
+            self.current = None
+
+    def drop(self) -> None:
+        """Give the IP back at the end (counts as expired/released, never reused)."""
+        if self.current is not None:
+            self._proxies.release(self.current)
+            self.current = None
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Exactly what a worker may touch of its run; nothing else reaches it.
+
+    ``fetch_stop`` ends member fetches (a user's stop, a spent quota, a lost database);
+    ``list_stop`` ends board lists too but is not set by a spent quota, so a list in progress
+    finishes and its boards can be reported as remaining; ``all_done`` says the run needs
+    nothing more.
+    """
+
+    run_id: str
+    settings: Settings
+    clock: Clock
+    tasks: TaskQueue
+    report: Callable[[Outcome], None]
+    proxies: ProxyManager
+    breaker: CircuitBreaker
+    pacing: PacingConfig
+    rate: RateController
+    metrics: RunMetrics
+    crew: Crew
+    make_client: Callable[[], UpstreamClient]
+    fetch_stop: threading.Event
+    list_stop: threading.Event
+    all_done: threading.Event
+
+    @property
+    def budget(self) -> RetryBudget:
+        return RetryBudget(self.settings.page_retries, self.settings.max_retry)
+
+
+class Worker:
+    """Takes tasks from the queue and fetches one board at a time on its own IP (a
+    :class:`~boardsync.threads.Runnable`); the first workers list the boards first."""
+
+    def __init__(self, index: int, ctx: WorkerContext, kinds: Sequence[str] = (),
+                 rng: random.Random | None = None) -> None:
+        self.index = index
+        self.ctx = ctx
+        self.kinds = list(kinds)  # board lists to fetch before taking any board
+        self.retired = False  # lost its IP when no new one was worth taking: the thread ends
+        self.slot = ProxySlot(ctx.proxies)
+        self.rng = rng or random.Random()
+        self.pacer = Pacer(ctx.pacing, ctx.rate, self.rng)
+        self.client = ctx.make_client()
+        self.budget = ctx.budget
+        self.streak = Streak()  # consecutive failures on the current IP
+        self._pages_ok = 0  # requests of the current board answered so far
+        self._board: Board | None = None  # the board being fetched
+        self._ip: Proxy | None = None
+        self._page_exc: BaseException | None = None  # last failure _page_failed handled
+        ctx.crew.join(index, self.slot)
+
+    # -- the thread skeleton -------------------------------------------------------------
+
+    def initialize(self) -> None:
+        bind(run=self.ctx.run_id, worker=f"worker-{self.index}")
+        self.ctx.clock.wait(self.ctx.fetch_stop, self.ctx.settings.stagger * self.index)
+
+    def loop(self) -> bool:
+        ctx = self.ctx
+        if self.kinds:  # lists first, even after a quota stop (see WorkerContext)
+            kind = self.kinds.pop(0)
+            bind(board=f"list:{kind}")
+            try:
+                ctx.report(self._list_reported(kind))
+            finally:
+                bind(board=None)
+            return True
+        if self.retired or ctx.fetch_stop.is_set():
+            return False
+        task = ctx.tasks.get(timeout=0.05)
+        if task is None:
+            return not ctx.fetch_stop.is_set() and not ctx.all_done.is_set()
+        bind(board=task.board.code)
+        try:
+            self.process(task)
+        finally:
+            ctx.tasks.done(task)
+            bind(board=None)
+        return True
+
+    def shutdown(self) -> None:
+        self.ctx.crew.leave(self.index)
+        self.slot.drop()
+        self.client.close()
+
+    # -- before every request ------------------------------------------------------------
+
+    def _wait(self, seconds: float, stop: threading.Event) -> None:
+        """Sleep ``seconds`` unless ``stop`` comes first (then abandon the fetch)."""
+        if seconds > 0 and self.ctx.clock.wait(stop, seconds):
+            raise Interrupted("stop requested")
+
+    def pace(self, stop: threading.Event) -> None:
+        """Before every request: stop if asked, respect the breaker, hold an IP, pace."""
+        breaker, clock = self.ctx.breaker, self.ctx.clock
+        while True:
+            if stop.is_set():
+                raise Interrupted("stop requested")
+            if breaker.before_request():
+                break
+            self._wait(min(1.0, max(0.01, breaker.wait_time())), stop)
+        if self._ip is not None and self._pages_ok == 0 and self._should_retire():
+            self.retired = True
+            raise Interrupted("retiring: no new IP is worth taking for the work left")
+        current = self.slot.ensure(stop)
+        if current is not self._ip:
+            self._ip = current
+            self.streak.reset()
+            self.pacer.new_ip()
+        self._wait(self.pacer.delay(clock.now()), stop)
+        self.pacer.started(clock.now())
+
+    def _should_retire(self) -> bool:
+        """True when this worker's IP is gone and the work waiting is not worth a new one."""
+        if self.slot.live or self._board is None:
+            return False
+        return self.ctx.crew.retire(self.index, self._board)
+
+    # -- paging ----------------------------------------------------------------------------
+
+    def _request(self, query: Query[T], pn: int) -> Page:
+        """One request, timed; a success resets the IP's streak and closes the breaker."""
+        ctx = self.ctx
+        started = ctx.clock.now()
+        try:
+            page = self.client.get_page(query, pn, self.slot)
+        except BaseException as e:
+            ctx.metrics.on_request(ctx.clock.now() - started,
+                                   getattr(e, "error_class", None) or "unexpected")
+            raise
+        ctx.metrics.on_request(ctx.clock.now() - started, None)
+        self._pages_ok += 1
+        self.streak.reset()
+        ctx.breaker.record_success()
+        ctx.rate.on_success()
+        return page
+
+    def fetch(self, query: Query[T], stop: threading.Event) -> list[T]:
+        """Every page of ``query``, each failed page asked again while the policy says so.
+
+        Raises what the last failure was (an :class:`UpstreamError`), ``IncompleteData`` when
+        the pages do not add up, and what pacing raises (``Interrupted``, ``QuotaExhausted``).
+        """
+        pager: Pager[T] = Pager(query)
+        failures = 0  # failures of the page being asked
+        while True:
+            self.pace(stop)
+            try:
+                step = pager.take(self._request(query, pager.page))
+            except UpstreamError as e:
+                if e.proxy is None:  # raised by the pager: name where it came from
+                    e.proxy, e.url = self.slot.key, self.client.safe_url
+                failures += 1
+                if self._page_failed(e, failures):
+                    logger.debug("Worker %d: %s page %d: %s; asking again (attempt %d)",
+                                 self.index, query.what, pager.page, e.error_class,
+                                 failures + 1)
+                    continue
+                raise
+            failures = 0
+            if step is Step.DONE:
+                return pager.items
+            if step is Step.INCOMPLETE:
+                raise IncompleteData(pager.reason, proxy=self.slot.key,
+                                     url=self.client.safe_url)
+
+    # -- failures --------------------------------------------------------------------------
+
+    def _page_failed(self, exc: UpstreamError, failures: int) -> bool:
+        """A page request failed for the ``failures``-th time; True = ask it again."""
+        error_class, decision = classify(exc)
+        self._page_exc = exc
+        if self._after_failure(error_class, decision, exc):
+            # An upstream outage: ask again once the breaker lets us through (``pace`` waits
+            # for it). Counting these against the board would fail every board of a long
+            # outage although none of them is at fault.
+            return True
+        return self.budget.retry_page(decision, failures)
+
+    def _after_failure(self, error_class: str, decision: Decision, exc: BaseException) -> bool:
+        """Apply the policy's verdict to the IP; True when the failure is an upstream outage
+        (the IP is kept and the board is not to blame)."""
+        key = self.slot.key
+        streak = self.streak.failed()
+        breaker = self.ctx.breaker
+        opened = breaker.record_failure(error_class, key)
+        verdict = after_failure(error_class, decision, streak, opened=opened,
+                                outage=breaker.state != CLOSED)
+        if verdict is Verdict.ROTATE:
+            logger.log(decision.log_level, "Worker %d: evicting %s after %s (%s)", self.index,
+                       key, error_class, exc)
+            if decision.ban_signal:
+                self.ctx.rate.on_ban()
+            self.slot.fail(error_class)
+        return verdict is Verdict.OUTAGE
+
+    def _judge(self, what: str, exc: BaseException) -> tuple[str, Decision]:
+        """Log a failed board or list fetch and apply the policy to the IP, once: a failure
+        :meth:`_page_failed` already handled is not counted or applied twice."""
+        error_class, decision = classify(exc)
+        if not isinstance(exc, BoardsyncError):
+            logger.error("Worker %d: %s: unexpected %r", self.index, what, exc, exc_info=exc)
+        else:
+            logger.log(decision.log_level, "Worker %d: %s via %s: %s (%s)", self.index, what,
+                       self.slot.key, error_class, exc)
+        if exc is not self._page_exc:  # not yet seen by _page_failed (e.g. incomplete)
+            self.ctx.metrics.on_error(error_class)
+            self._after_failure(error_class, decision, exc)
+        return error_class, decision
+
+    # -- board lists -----------------------------------------------------------------------
+
+    def _list_reported(self, kind: str) -> Listed | ListFailed:
+        """:meth:`list_boards`, with a bug turned into a failed list the manager hears of."""
+        try:
+            return self.list_boards(kind)
+        except Exception as e:  # a bug, not the upstream: the manager must still hear
+            logger.error("Worker %d: board list %s: unexpected %r", self.index, kind, e,
+                         exc_info=e)
+            self.ctx.metrics.on_error(classify(e)[0])
+            return ListFailed(kind, RunStatus.PARTIAL, f"board list {kind}: unexpected {e!r}")
+
+    def list_boards(self, kind: str) -> Listed | ListFailed:
+        """Fetch the board list of ``kind`` on this worker's IP and pacer (retried).
+
+        Failures go through the same two levels as a board's: a failed page is asked again
+        in place, and a list that still fails is fetched again whole, up to ``max_retry``
+        times. The IP is then kept for members: no IP is taken just to list.
+        """
+        ctx, s = self.ctx, self.ctx.settings
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return Listed(kind, self.fetch(board_list_query(kind), ctx.list_stop))
+            except Interrupted:
+                return ListFailed(kind, RunStatus.INTERRUPTED,
+                                  "stop requested while listing boards")
+            except QuotaExhausted as e:
+                return ListFailed(kind, RunStatus.PARTIAL,
+                                  f"quota exhausted while listing boards: {e}", quota=True)
+            except BoardsyncError as e:
+                error_class, decision = self._judge(f"board list {kind}", e)
+                if not self.budget.retry_board(decision, attempts):
+                    # A clean partial end, not an exception: the run record and the state
+                    # file must not say "ok" for a run that could not list its boards.
+                    logger.error("Worker %d: board list %s failed after %d attempts: %s (%s)",
+                                 self.index, kind, attempts, error_class, e)
+                    return ListFailed(kind, RunStatus.PARTIAL, f"board list {kind} failed "
+                                      f"after {attempts} attempts: {error_class}")
+                ctx.clock.wait(ctx.list_stop, self.rng.uniform(s.req_delay_min,
+                                                               s.req_delay_max))
+
+    # -- boards ----------------------------------------------------------------------------
+
+    def process(self, task: Task) -> None:
+        """Fetch one board's members and report the outcome (the task itself, put back,
+        when the fetch was stopped)."""
+        ctx, board = self.ctx, task.board
+        self._pages_ok = 0
+        self._board = board
+        try:
+            members = self.fetch(members_query(board.code), ctx.fetch_stop)
+        except Interrupted:
+            ctx.tasks.put(task)  # returned to the queue, not counted as an attempt
+            return
+        except QuotaExhausted as e:
+            ctx.tasks.put(task)
+            ctx.report(QuotaOut(str(e)))
+            return
+        except Exception as e:  # noqa: BLE001 - every failure is classified below
+            self._failed(task, e)
+            return
+        ctx.report(Fetched(board, members, task.retry_count + 1))
+
+    def _failed(self, task: Task, exc: BaseException) -> None:
+        board = task.board
+        attempts = task.retry_count + 1
+        error_class, decision = self._judge(f"board {board.code}", exc)
+        if self.budget.retry_board(decision, attempts):
+            self.ctx.metrics.on_retry()
+            self.ctx.tasks.put(Task(task.retry_count + 1, board, task.rank))
+            self.ctx.report(Retrying(board, error_class, attempts))
+        else:
+            self.ctx.report(Failed(board, error_class, str(exc)[:300], attempts))

@@ -1,0 +1,216 @@
+"""The worker stepped by hand: a scripted upstream, a fake clock, no socket, no sleep.
+
+Each test builds one :class:`~boardsync.worker.Worker` over a real queue, a real proxy manager
+(a static list of IPs, so evictions are real and counted) and a scripted client, calls its
+``loop()`` and reads what it reported.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import FakeClock
+
+from boardsync.breaker import CircuitBreaker
+from boardsync.config import Settings, load_settings
+from boardsync.crew import Crew
+from boardsync.errors import ConnectionFailed, HTTPStatusError
+from boardsync.metrics import RunMetrics
+from boardsync.models import Board
+from boardsync.outcomes import Failed, Fetched, Listed, Outcome, Retrying
+from boardsync.pacing import PacingConfig, RateController
+from boardsync.proxy import LeakyBucket, ProxyManager, StaticListSource
+from boardsync.queue import LocalTaskQueue, Task
+from boardsync.upstream import Page, Query, board_list_query, members_query
+from boardsync.worker import Worker, WorkerContext
+
+BOARD = Board("BK0475", "银行", "industry")
+STOCKS = [f"{600000 + i:06d}" for i in range(5)]
+
+
+class ScriptedUpstream:
+    """Answers pages of a fixed market ``page_size`` rows at a time; ``faults`` are raised
+    first, in order, for the (fs, page) they are keyed by. Records every request."""
+
+    safe_url = "https://push2.test/api/qt/clist/get"
+
+    def __init__(self, market: dict[str, list[dict[str, object]]], page_size: int = 2,
+                 faults: dict[tuple[str, int], list[Exception]] | None = None,
+                 totals: dict[str, int] | None = None) -> None:
+        self.market = market
+        self.page_size = page_size
+        self.faults = faults or {}
+        self.totals = totals or {}
+        self.requests: list[tuple[str, int, str]] = []
+
+    def get_page(self, query: Query[object], pn: int, proxy: object) -> Page:
+        self.requests.append((query.fs, pn, getattr(proxy, "key", "direct")))
+        pending = self.faults.get((query.fs, pn))
+        if pending:
+            raise pending.pop(0)
+        rows = self.market.get(query.fs)
+        if rows is None:
+            return Page(total=None, rows=())
+        chunk = rows[(pn - 1) * self.page_size: pn * self.page_size]
+        return Page(total=self.totals.get(query.fs, len(rows)), rows=tuple(chunk))
+
+    def close(self) -> None:
+        pass
+
+
+def member_rows(codes: list[str]) -> list[dict[str, object]]:
+    return [{"f12": c, "f14": f"stock {c}", "f13": 1} for c in codes]
+
+
+def market() -> dict[str, list[dict[str, object]]]:
+    return {members_query(BOARD.code).fs: member_rows(STOCKS),
+            board_list_query("industry").fs: [{"f12": "BK0475", "f14": "银行"},
+                                              {"f12": "BK0477", "f14": "酿酒行业"}]}
+
+
+class Rig:
+    """One worker and everything it touches; ``reported`` collects its outcomes."""
+
+    def __init__(self, tmp_path: Path, upstream: ScriptedUpstream, ips: int = 5,
+                 kinds: tuple[str, ...] = (), **overrides: object) -> None:
+        self.clock = FakeClock()
+        self.settings: Settings = load_settings(
+            {"db_url": f"sqlite:///{tmp_path}/b.db", "req_delay_min": 1.0,
+             "req_delay_max": 1.0, "stagger": 0.0, "page_retries": 6, "max_retry": 3,
+             **overrides}, env={}, config_path=None)
+        ip_file = tmp_path / "ips.txt"
+        ip_file.write_text("".join(f"10.0.0.{i}:8080\n" for i in range(1, ips + 1)))
+        self.proxies = ProxyManager(StaticListSource(ip_file), max_ips=ips, ttl_s=3600,
+                                    bucket=LeakyBucket(0.0, clock=self.clock),
+                                    clock=self.clock, rng=random.Random(1))
+        self.tasks = LocalTaskQueue()
+        self.upstream = upstream
+        self.reported: list[Outcome] = []
+        pacing = PacingConfig(mode="fixed", delay_min=1.0, delay_max=1.0)
+        rate = RateController(pacing)
+        self.fetch_stop, self.list_stop = threading.Event(), threading.Event()
+        self.ctx = WorkerContext(
+            run_id="20261201T080000Z-test", settings=self.settings, clock=self.clock,
+            tasks=self.tasks, report=self.reported.append, proxies=self.proxies,
+            breaker=CircuitBreaker(4, 30.0, clock=self.clock), pacing=pacing, rate=rate,
+            metrics=RunMetrics(),
+            crew=Crew(self.settings, self.tasks, rate, {}, lambda: False),
+            make_client=lambda: upstream,  # type: ignore[arg-type,return-value]
+            fetch_stop=self.fetch_stop, list_stop=self.list_stop, all_done=threading.Event())
+        self.worker = Worker(0, self.ctx, kinds, random.Random(2))
+
+    def steps(self, limit: int = 50) -> Iterator[int]:
+        """Run ``loop()`` while there is work queued (or lists to fetch)."""
+        for n in range(limit):
+            if not self.worker.kinds and not len(self.tasks):
+                return
+            assert self.worker.loop()
+            yield n
+        raise AssertionError("the worker did not finish in 50 steps")
+
+    def run(self) -> list[Outcome]:
+        for _ in self.steps():
+            pass
+        return self.reported
+
+
+def test_fetches_every_page_paced_on_the_fake_clock(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ScriptedUpstream(market()))
+    rig.tasks.put(Task(0, BOARD))
+    (outcome,) = rig.run()
+    assert isinstance(outcome, Fetched) and outcome.attempts == 1
+    assert [m.code for m in outcome.members] == STOCKS
+    assert [pn for _, pn, _ in rig.upstream.requests] == [1, 2, 3]  # 5 rows, 2 per page
+    assert rig.clock.sleeps == [1.0, 1.0, 1.0]  # the fixed delay before every request
+    assert rig.ctx.metrics.requests == 3 and rig.proxies.stats().failed == 0
+
+
+def test_a_reset_page_is_asked_again_in_place_and_the_fourth_in_a_row_rotates(
+        tmp_path: Path) -> None:
+    fs = members_query(BOARD.code).fs
+    resets = [ConnectionFailed("reset") for _ in range(5)]
+    rig = Rig(tmp_path, ScriptedUpstream(market(), faults={(fs, 2): resets}))
+    rig.tasks.put(Task(0, BOARD))
+    (outcome,) = rig.run()
+    assert isinstance(outcome, Fetched) and [m.code for m in outcome.members] == STOCKS
+    pages = [pn for _, pn, _ in rig.upstream.requests]
+    assert pages == [1, 2, 2, 2, 2, 2, 2, 3]  # page 2 asked until it answered, never page 1
+    keys = [key for _, _, key in rig.upstream.requests]
+    assert len(set(keys[:5])) == 1 and keys[5] != keys[4]  # the 4th reset in a row rotated
+    assert rig.proxies.stats().failed == 1
+
+
+def test_a_page_failing_past_page_retries_requeues_the_board_behind_first_attempts(
+        tmp_path: Path) -> None:
+    fs = members_query(BOARD.code).fs
+    faults = {(fs, 1): [HTTPStatusError("502", status=502) for _ in range(3)]}
+    rig = Rig(tmp_path, ScriptedUpstream(market(), faults=faults), page_retries=2,
+              breaker_ips=0)
+    rig.tasks.put(Task(0, BOARD))
+    outcomes = rig.run()
+    assert isinstance(outcomes[0], Retrying) and outcomes[0].error_class == "http_5xx"
+    assert isinstance(outcomes[1], Fetched) and outcomes[1].attempts == 2
+    assert rig.ctx.metrics.retries == 1
+
+
+def test_a_board_failing_every_attempt_fails_for_good_after_max_retry(tmp_path: Path) -> None:
+    fs = members_query(BOARD.code).fs
+    faults = {(fs, 1): [HTTPStatusError("404", status=404) for _ in range(10)]}
+    rig = Rig(tmp_path, ScriptedUpstream(market(), faults=faults))
+    rig.tasks.put(Task(0, BOARD))
+    (outcome,) = rig.run()  # a 404 is never retried: one request, one permanent failure
+    assert isinstance(outcome, Failed) and outcome.error_class == "http_status"
+    assert len(rig.upstream.requests) == 1 and len(rig.tasks) == 0
+
+
+def test_pages_that_do_not_add_up_retry_the_board_on_the_same_ip(tmp_path: Path) -> None:
+    fs = members_query(BOARD.code).fs
+    rig = Rig(tmp_path, ScriptedUpstream(market(), totals={fs: 6}), max_retry=2)
+    rig.tasks.put(Task(0, BOARD))
+    outcomes = rig.run()
+    assert [type(o) for o in outcomes] == [Retrying, Failed]
+    assert all(o.error_class == "incomplete" for o in outcomes)  # type: ignore[union-attr]
+    assert len({key for _, _, key in rig.upstream.requests}) == 1  # the IP was never blamed
+
+
+def test_a_stop_puts_the_board_back_unreported(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ScriptedUpstream(market()))
+    rig.tasks.put(Task(0, BOARD))
+    rig.fetch_stop.set()
+    assert rig.worker.loop() is False  # a stopped worker takes no task
+    rig.fetch_stop.clear()
+    rig.worker.kinds = []
+    task = rig.tasks.get(timeout=0)
+    assert task is not None
+    rig.fetch_stop.set()
+    rig.worker.process(task)
+    assert rig.reported == [] and rig.tasks.pending() == [Task(0, BOARD)]
+    assert rig.upstream.requests == []
+
+
+def test_a_lister_lists_its_kind_then_keeps_its_ip_for_members(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ScriptedUpstream(market()), kinds=("industry",))
+    assert rig.worker.loop()
+    (listed,) = rig.reported
+    assert isinstance(listed, Listed) and listed.kind == "industry"
+    assert [b.code for b in listed.boards] == ["BK0475", "BK0477"]
+    rig.tasks.put(Task(0, BOARD))
+    rig.run()
+    assert len({key for _, _, key in rig.upstream.requests}) == 1
+    assert rig.proxies.stats().extracted == 1
+
+
+@pytest.mark.parametrize("ips", [1])
+def test_without_a_next_ip_the_board_goes_back_and_the_quota_is_reported(
+        tmp_path: Path, ips: int) -> None:
+    fs = members_query(BOARD.code).fs
+    faults = {(fs, 1): [HTTPStatusError("403", status=403)]}  # a ban: rotate at once
+    rig = Rig(tmp_path, ScriptedUpstream(market(), faults=faults), ips=ips)
+    rig.tasks.put(Task(0, BOARD))
+    assert rig.worker.loop()
+    assert [type(o).__name__ for o in rig.reported] == ["QuotaOut"]
+    assert rig.tasks.pending() == [Task(0, BOARD)]  # nothing lost
