@@ -19,10 +19,17 @@ from .models import Board
 class StoredBoard(Protocol):
     """What selection needs of a stored board row (``store.BoardRow``)."""
 
-    code: str
-    member_count: int | None
-    synced_at: Any
-    last_run_id: str | None
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def member_count(self) -> int | None: ...
+
+    @property
+    def synced_at(self) -> Any: ...
+
+    @property
+    def last_run_id(self) -> str | None: ...
 
 
 @dataclass

@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
 
 from ..clock import SYSTEM, Clock
 from ..errors import ConfigError, Interrupted
-from ._compat import legacy_clock
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +28,6 @@ class LeakyBucket:
     Args:
         interval_s: minimum seconds between two calls; ``0`` means no limit.
         clock: the clock to read and sleep on; injected so tests step it exactly.
-        now, sleep: TRANSITION (issue 11), the old callables; ``None`` = use ``clock``.
 
     Raises:
         ConfigError: ``interval_s`` is negative, NaN or infinite.
@@ -41,14 +38,12 @@ class LeakyBucket:
         interval_s: float,
         *,
         clock: Clock = SYSTEM,
-        now: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if not interval_s >= 0 or math.isinf(interval_s):
             raise ConfigError(f"leaky bucket interval must be >= 0 s, got {interval_s!r}",
                               key="extract_interval")
         self.interval_s = float(interval_s)
-        self._clock = legacy_clock(clock, now, sleep)
+        self._clock = clock
         self._lock = threading.Lock()
         self._next: float | None = None  # None: never used, the first call goes at once
 

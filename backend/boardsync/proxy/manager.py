@@ -16,11 +16,9 @@ import logging
 import random
 import threading
 from collections import deque
-from collections.abc import Callable
 
 from ..clock import SYSTEM, Clock
 from ..errors import ConfigError, ExtractionThrottled, Interrupted, ProxyError, QuotaExhausted
-from ._compat import legacy_clock
 from .bucket import LeakyBucket
 from .sources import ProxySource
 from .values import Proxy, ProxyEndpoint, ProxyStats
@@ -77,7 +75,6 @@ class ProxyManager:
         ttl_jitter: ± fraction applied to each TTL (0 = none).
         bucket: the shared :class:`LeakyBucket` for provider calls.
         clock: ``expires_at`` values are on its ``now``; the bucket has its own clock.
-        now: TRANSITION (issue 11), the old monotonic callable; ``None`` = ``clock.now``.
         rng: randomness for the jitter.
         batch: IPs asked per provider call (extras wait in the pool).
         demand_sized: ask each call for only as many IPs as callers are waiting for at that
@@ -101,7 +98,6 @@ class ProxyManager:
         ttl_jitter: float = 0.15,
         bucket: LeakyBucket,
         clock: Clock = SYSTEM,
-        now: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         batch: int = 1,
         max_throttle_retries: int = 10,
@@ -120,7 +116,7 @@ class ProxyManager:
         self.ttl_s = ttl_s
         self.ttl_jitter = ttl_jitter
         self.bucket = bucket
-        self._clock = legacy_clock(clock, now, None)
+        self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self.batch = max(1, batch)
         self.demand_sized = demand_sized
