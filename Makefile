@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint typecheck size check bench clean
+.PHONY: help venv demo test lint typecheck size layers check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ typecheck: $(STAMP) ## mypy (disallow_untyped_defs) on backend/
 size: ## Fail on a module over 400 lines or a function over 60 under backend/
 	$(PY) tools/check_size.py backend
 
-check: test lint typecheck size ## Tests, ruff, mypy and the size checker
+layers: ## Fail when a module imports one above it in the data flow (docs/ARCHITECTURE.md)
+	$(PY) tools/check_layers.py
+
+check: test lint typecheck size layers ## Tests, ruff, mypy, the size and layer checkers
 
 bench: $(STAMP) ## Run the benchmarks under bench/
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
