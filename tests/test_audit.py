@@ -21,6 +21,7 @@ from boardsync.errors import ConfigError, StateError
 from boardsync.models import Board, Member, checksum
 from boardsync.state import StateFile
 from boardsync.store import BoardDigest, Store, board_digests
+from helpers import FakeClock
 
 D1 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 D2 = datetime(2026, 5, 2, 8, 0, tzinfo=UTC)
@@ -231,6 +232,14 @@ def test_state_overview_counts_stale_failures_last_run(world: World) -> None:
     for needle in ("Boards: 4", "Stale (last synced more than 20h ago): 3", "Failures: 1",
                    f"Last run: {RUN2} (force) ok", "last error timeout", "Never synced: 1"):
         assert needle in text
+
+
+def test_state_overview_reads_the_time_from_the_clock(world: World) -> None:
+    data = audit.load_state(world.state_path)
+    clock = FakeClock(wall=D2 + timedelta(hours=30))
+    ov = audit.state_overview(data, max_age_s=20 * 3600, clock=clock)
+    assert ov == audit.state_overview(data, max_age_s=20 * 3600, now=clock.wall())
+    assert [s["code"] for s in ov["stale"]] == ["BK0475", "BK0477", "BK0493"]
 
 
 def test_board_trail_shows_both_sides_and_the_runs(world: World) -> None:

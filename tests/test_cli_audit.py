@@ -248,15 +248,15 @@ def test_missing_or_corrupt_state_file_exits_2(world: World, cmd: list[str]) -> 
 def _sim_or_skip() -> Any:
     try:
         from boardsync.demo import simulated
-        from boardsync.sim import Simulator, load_scenario  # noqa: F401 - availability check
         from boardsync.run import Run
+        from boardsync.sim import Simulator, load_scenario  # noqa: F401 - availability check
     except ImportError as e:
         pytest.skip(f"simulator or sync not importable yet: {e}")
-    return simulated, Sync
+    return simulated, Run
 
 
 def test_e2e_two_simulated_days_history_matches_churn(db_url: str, tmp_path: Path) -> None:
-    simulated, Sync = _sim_or_skip()
+    simulated, Run = _sim_or_skip()
     from boardsync.config import load_settings
     from boardsync.store import Store
 

@@ -8,6 +8,7 @@ SIGKILLed.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from boardsync.errors import BadRequest, DatabaseUnavailable, Locked, StorageError
 from boardsync.models import Board, Member, checksum
 from boardsync.store import Store
+from helpers import FakeClock
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -71,6 +73,23 @@ def test_init_schema_is_idempotent_and_keeps_data(store: Store) -> None:
     store.init_schema()
     assert store.has_schema()
     assert store.member_codes("BK0475") == {"600000"}
+
+
+def test_default_times_come_from_the_injected_clock(db_url: str) -> None:
+    clock = FakeClock()
+    s = Store(db_url, clock=clock)
+    s.init_schema()
+    start = clock.wall()
+    s.start_run("r1", "force", {})
+    s.write_board("r1", BK1, mem("600000"))
+    clock.advance(60)
+    s.finish_run("r1", "ok", {}, {}, 1)
+    [row] = s.board_list()
+    assert row.synced_at == row.first_seen_at == start
+    assert [c.at for c in s.changes()] == [start]
+    run = s.run("r1")
+    assert run is not None and (run.started_at, run.finished_at) == (start, clock.wall())
+    s.dispose()
 
 
 def test_sqlite_creates_parent_dir_and_uses_wal(tmp_path: Any) -> None:
@@ -416,6 +435,32 @@ def test_lock_works_before_the_schema_exists(db_url: str) -> None:
         with pytest.raises(Locked):
             with Store(db_url).lock("late"):
                 pass
+
+
+def test_sqlite_lock_names_its_holder_and_since_from_the_clock(sqlite_url: str) -> None:
+    clock = FakeClock()
+    a = Store(sqlite_url, clock=clock)
+    with a.lock("holder a"):
+        path = a.lock_path()
+        assert path is not None
+        since = clock.wall().isoformat(timespec="seconds")
+        assert path.read_text() == f"holder a\nsince {since}\n"
+        with pytest.raises(Locked, match=re.escape(f"holder a (since {since})")):
+            with Store(sqlite_url).lock("b"):
+                pass
+    a.dispose()
+
+
+@pytest.mark.pg
+def test_pg_lock_records_its_holder_at_the_clock_time(pg_url: str) -> None:
+    clock = FakeClock()
+    a = Store(pg_url, clock=clock)
+    a.init_schema()
+    with a.lock("holder a"):
+        with a.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT holder, acquired_at FROM sync_lock")).one()
+        assert (row.holder, row.acquired_at) == ("holder a", clock.wall())
+    a.dispose()
 
 
 def test_memory_lock_is_process_local() -> None:

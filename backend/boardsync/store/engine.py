@@ -38,6 +38,7 @@ _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable t
 
 
 def _is_unavailable(e: BaseException, dialect: str) -> bool:
+    """True when ``e`` means "the database cannot be reached now" (worth a retry later)."""
     if isinstance(e, sa.exc.TimeoutError):  # pool exhausted / connect timeout
         return True
     if isinstance(e, sa.exc.DBAPIError):
@@ -86,12 +87,14 @@ class Database:
         return self.dialect == "postgresql"
 
     def _sqlite_path(self) -> Path | None:
+        """The SQLite database file; ``None`` for PostgreSQL, in-memory or ``file:`` URIs."""
         db = self._url.database
         if not db or db == ":memory:" or db.startswith("file:"):
             return None
         return Path(db)
 
     def _create_engine(self, echo: bool) -> Engine:
+        """The engine, with the connection settings each backend needs (see the comments)."""
         if self.is_postgresql:
             url = self._url
             if url.drivername == "postgresql":

@@ -76,6 +76,7 @@ class RunLock(Database):
 
     @contextlib.contextmanager
     def _file_lock(self, holder: str) -> Iterator[None]:
+        """``flock`` on :meth:`lock_path`; the file names the holder and since when."""
         path = self.lock_path()
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,7 @@ class RunLock(Database):
 
     @contextlib.contextmanager
     def _pg_lock(self, holder: str) -> Iterator[None]:
+        """The advisory lock for the block, its session registered as the fence."""
         conn = self._pg_take(holder)
         with self._fence_guard:
             self._fence = (holder, conn)
@@ -168,6 +170,7 @@ class RunLock(Database):
             self._fence = (holder, self._pg_take(holder))
 
     def _record_holder(self, conn: Connection, holder: str) -> None:
+        """Name the holder in ``sync_lock`` (skipped before the schema exists)."""
         if not self._table_exists(conn, "sync_lock"):
             return
         ins = self._insert(lock_t)

@@ -78,6 +78,7 @@ def _dumps(obj: Any) -> str:
 
 
 def _loads(text: str | None) -> dict[str, Any]:
+    """A JSON column as a dict; a value edited into something else is kept, not lost."""
     if not text:
         return {}
     try:
