@@ -44,14 +44,6 @@ _AUTH_WORDS = ("key", "signature", "白名单", "whitelist", "签名", "密钥",
 _SUCCESS_CODES = frozenset({0, 200, "0", "200", "SUCCESS", "success"})
 
 
-def seconds_or_none(text: str) -> float | None:
-    """A plain non-negative number of seconds (``"3"``, ``"1.5"``), else None.
-
-    For ``Retry-After`` headers: the HTTP-date form is not worth trusting from a provider.
-    """
-    return float(text) if _NUMBER_RE.match(text.strip()) else None
-
-
 def _as_int(code: object) -> int | None:
     if isinstance(code, bool):
         return None

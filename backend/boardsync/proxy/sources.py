@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import requests
 
 from ..clock import SYSTEM, Clock
+from ..durations import parse_retry_after
 from ..errors import (
     ConfigError,
     ExtractionThrottled,
@@ -31,7 +32,7 @@ from ..errors import (
     QuotaExhausted,
 )
 from ..redact import register_secret, strip_url
-from .extraction import parse_extraction_body, seconds_or_none
+from .extraction import parse_extraction_body
 from .values import Proxy, ProxyEndpoint
 
 logger = logging.getLogger(__name__)
@@ -313,7 +314,8 @@ class ExtractionApiSource:
         if status == 429:
             raise ExtractionThrottled(
                 f"extraction API {self.safe_url}: HTTP 429",
-                retry_after=seconds_or_none(resp.headers.get("Retry-After", "")),
+                retry_after=parse_retry_after(resp.headers.get("Retry-After"),
+                                              self._clock.wall()),
             )
         if status in (401, 403):
             raise ProviderAuthError(f"extraction API {self.safe_url}: HTTP {status}")
