@@ -409,8 +409,8 @@ def test_sighup_reloads_config_and_keeps_old_on_error(
 
 def _sync_works() -> bool:
     try:
-        import boardsync.sim  # noqa: F401
         import boardsync.run  # noqa: F401
+        import boardsync.sim  # noqa: F401
         from boardsync.sim import Simulator  # noqa: F401
     except ImportError:
         return False

@@ -9,16 +9,17 @@ import pytest
 
 from boardsync.health import Telemetry
 from boardsync.progress import Progress
+from helpers import FakeClock
 
 
 def test_log_progress_starts_on_the_first_list_and_counts_every_list(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock = [0.0]
-    progress = Progress("log", stream=io.StringIO(), interval=10.0, now=lambda: clock[0])
+    clock = FakeClock()
+    progress = Progress("log", stream=io.StringIO(), interval=10.0, clock=clock)
     with caplog.at_level(logging.INFO, logger="boardsync.progress"):
         progress.add(86)
         progress.add(441)
-        clock[0] = 10.0
+        clock.advance(10.0)
         progress.tick({"done": 100, "ok": 99, "failed": 1, "retrying": 0, "ips": 3})
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == "Progress: 0/86 boards"
@@ -36,15 +37,15 @@ def test_bar_total_grows_with_each_list() -> None:
 
 
 def test_telemetry_total_is_unknown_until_a_list_arrives_then_sums_the_lists() -> None:
-    clock = [0.0]
+    clock = FakeClock()
     inner = Progress("bar", stream=io.StringIO())
-    telemetry = Telemetry(progress=inner, now=lambda: clock[0], wall=lambda: 0.0)
+    telemetry = Telemetry(progress=inner, clock=clock)
     telemetry.run_started()
     view = telemetry.current_view()
     assert view is not None and view["total"] is None and view["progress_pct"] is None
     telemetry.add(86)
     telemetry.add(441)
-    clock[0] = 2.0
+    clock.advance(2.0)
     telemetry.tick({"done": 527 // 2, "ok": 263, "failed": 0, "retrying": 0, "ips": 20})
     view = telemetry.current_view()
     assert view is not None and view["total"] == 527

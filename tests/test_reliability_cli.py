@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from boardsync.policy import classify
-from boardsync.upstream import UpstreamClient, board_list_query
 from boardsync.errors import BoardsyncError, StorageError
+from boardsync.policy import classify
 from boardsync.store import Store
+from boardsync.upstream import UpstreamClient, board_list_query
 from helpers import closed_port
 from test_reliability import boardsync, simulator, sync_env
 

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from boardsync.durations import parse_duration
 from boardsync.errors import ConfigError
 from boardsync.schedule import (
     IntervalSchedule,
     describe_every,
     next_attempt,
     parse_cron,
-    parse_duration,
     retry_delay,
 )
 
@@ -32,13 +32,14 @@ def sh(*args: int) -> datetime:
      ("250ms", 0.25), (" 12H ", 43200)],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
+    """``--every`` goes through the one duration parser; zero is refused there."""
+    assert parse_duration(text, "every") == seconds
 
 
 @pytest.mark.parametrize("text", ["", "0", "0s", "-5m", "5x", "m", "1h-2m", "abc"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="every"):
-        parse_duration(text)
+        parse_duration(text, "every")
 
 
 def test_interval_runs_at_once_then_every_period_from_the_tick() -> None:

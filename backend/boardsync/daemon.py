@@ -6,7 +6,8 @@ Two threads on the common skeleton (:mod:`boardsync.threads`):
   :mod:`~boardsync.schedule`, whether to start a run; a tick that comes while a run is still
   going is *skipped* (logged and counted in ``/metrics``), never queued, so a slow run cannot
   cause a burst of back-to-back runs afterwards;
-* the **runner** executes ``run_once`` (normally a :class:`SyncJob`) one call at a time.
+* the **runner** executes ``run_once`` (normally a
+  :class:`~boardsync.daemon_job.SyncJob`) one call at a time.
 
 Failed runs (an exception, or a ``partial`` result) are retried earlier than the next tick
 with a doubling wait (see :func:`~boardsync.schedule.next_attempt` for the rule).
@@ -18,8 +19,10 @@ on stop it lets the running sync stop gracefully (the sync shares the ``stop`` e
 ``reload()`` between runs, and a bad new configuration is logged and the old one kept. The
 schedule itself is never dropped by a reload.
 
-Everything takes an injected ``clock`` (an aware ``datetime`` source, because cron needs wall
-time) so tests call :meth:`Daemon.step` with the times they choose.
+Time comes from one injected :class:`~boardsync.clock.Clock`: its wall time for ticks (cron
+needs the time of day), its monotonic time for the shutdown deadline, and its ``wait`` for
+every pause, so tests call :meth:`Daemon.step` at the times they choose. The real run for
+each tick is :class:`~boardsync.daemon_job.SyncJob`.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .clock import SYSTEM, Clock
 from .errors import BoardsyncError, Locked
 from .health import Telemetry
 from .schedule import (
@@ -43,10 +46,6 @@ from .schedule import (
     next_attempt,
 )
 from .threads import start_thread
-
-if TYPE_CHECKING:
-    from .config import Settings
-    from .sync import Summary
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +100,8 @@ class Daemon:
         telemetry: where results go for ``/status`` and ``/metrics``; None creates one.
         reload: called on the scheduler thread after :meth:`request_reload`; raising keeps
             the old configuration. None: reloading is a no-op (logged).
-        clock: aware wall-clock ``datetime`` source; None uses ``datetime.now(tz)``.
-        tz: time zone for the default clock and for times shown in ``/status``.
+        clock: wall time for ticks, monotonic time and waits for the scheduler and shutdown.
+        tz: time zone of the times shown in logs and ``/status``.
         retry_base, retry_cap: the failure backoff (seconds), see
             :func:`~boardsync.schedule.retry_delay`.
         shutdown_timeout: seconds (or a callable giving them, so a reload can change it) the
@@ -115,11 +114,11 @@ class Daemon:
     def __init__(
         self,
         schedule: Schedule,
-        run_once: Callable[[], Summary],
+        run_once: Callable[[], Any],
         *,
         telemetry: Telemetry | None = None,
         reload: Callable[[], None] | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = SYSTEM,
         tz: tzinfo | str = DEFAULT_TIMEZONE,
         retry_base: float = DEFAULT_RETRY_BASE,
         retry_cap: float = DEFAULT_RETRY_CAP,
@@ -131,10 +130,10 @@ class Daemon:
     ) -> None:
         self.schedule = schedule
         self.run_once = run_once
-        self.telemetry = telemetry or Telemetry()
+        self.clock = clock
+        self.telemetry = telemetry or Telemetry(clock=clock)
         self.reload = reload
         self.tz = get_timezone(tz) if isinstance(tz, str) else tz
-        self.clock = clock or (lambda: datetime.now(self.tz))
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self._shutdown_timeout = shutdown_timeout
@@ -218,7 +217,7 @@ class Daemon:
         timeout = self.step()
         if self._done:
             return False
-        self.wake.wait(timeout)
+        self.clock.wait(self.wake, timeout)
         self.wake.clear()
         return not self._done
 
@@ -226,23 +225,28 @@ class Daemon:
         """Let a running sync stop (it shares ``stop``), then stop the runner thread."""
         try:
             if not self.idle.is_set():
-                budget = self.shutdown_timeout * 1.1 + 1.0
-                logger.info("Daemon: stopping: waiting up to %.1fs for the running sync", budget)
-                deadline = time.monotonic() + budget
-                forced = False
-                while not self.idle.wait(0.05):
-                    if self.force.is_set() and not forced:
-                        forced = True
-                        logger.warning("Daemon: forced stop: abandoning the running sync")
-                        deadline = min(deadline, time.monotonic() + FORCE_GRACE)
-                    if time.monotonic() > deadline:
-                        logger.error("Daemon: the running sync did not stop in time; leaving")
-                        break
+                self._wait_for_run()
         finally:
             self._runner_stop.set()
             logger.info("Daemon: stopped after %d runs (%d ticks skipped)",
                         self.runs_finished, self.ticks_skipped)
             self.finished.set()
+
+    def _wait_for_run(self) -> None:
+        """Wait for the running sync to end: ``shutdown_timeout`` (plus 10 % and 1 s for it
+        to record its state), cut to :data:`FORCE_GRACE` once a stop is forced."""
+        budget = self.shutdown_timeout * 1.1 + 1.0
+        logger.info("Daemon: stopping: waiting up to %.1fs for the running sync", budget)
+        deadline = self.clock.now() + budget
+        forced = False
+        while not self.clock.wait(self.idle, 0.05):
+            if self.force.is_set() and not forced:
+                forced = True
+                logger.warning("Daemon: forced stop: abandoning the running sync")
+                deadline = min(deadline, self.clock.now() + FORCE_GRACE)
+            if self.clock.now() > deadline:
+                logger.error("Daemon: the running sync did not stop in time; leaving")
+                break
 
     def step(self, now: datetime | None = None) -> float:
         """One scheduling decision at ``now``; returns the seconds until the next decision.
@@ -253,7 +257,7 @@ class Daemon:
         if self.hup.is_set():
             self.hup.clear()
             self._reload()
-        now = now or self.clock()
+        now = now or self.clock.wall()
         with self._lock:
             if self.stop.is_set() or self._done:
                 return 0.0
@@ -340,7 +344,7 @@ class Daemon:
                 elif getattr(outcome, "status", None) != "interrupted":
                     self.failures = 0
                 if self.failures and self.next_tick is not None and not self.stop.is_set():
-                    retry = next_attempt(self.clock(), self.next_tick, self.failures,
+                    retry = next_attempt(self.clock.wall(), self.next_tick, self.failures,
                                          self.retry_base, self.retry_cap)
                     self.retry_at = retry if retry < self.next_tick else None
                 status = getattr(outcome, "status", None) or type(outcome).__name__
@@ -373,47 +377,3 @@ class Daemon:
             }
         return {"daemon": daemon} | self.telemetry.status()
 
-
-class SyncJob:
-    """The real ``run_once``: a fresh :class:`~boardsync.sync.Sync` per run, current settings.
-
-    Args:
-        load: builds validated settings (re-run on reload; raises ``ConfigError``).
-        stop, force: the daemon's events, so a stop request reaches the running sync.
-        telemetry: the sync's progress object and the latency histogram's home.
-        adapt: applied to the settings of each run (the simulator points them at itself).
-    """
-
-    def __init__(self, load: Callable[[], Settings], *, stop: threading.Event,
-                 force: threading.Event, telemetry: Telemetry,
-                 adapt: Callable[[Settings], Settings] | None = None) -> None:
-        self.load = load
-        self.stop = stop
-        self.force = force
-        self.telemetry = telemetry
-        self.adapt = adapt or (lambda s: s)
-        self.settings = load()
-
-    def reload(self) -> None:
-        """Re-read the configuration; on error the current settings stay (the caller logs)."""
-        new = self.load()
-        self.adapt(new)  # fail here, not at the next run, if the adapted form is invalid
-        changed = {k: v for k, v in new.redacted().items() if self.settings.redacted()[k] != v}
-        self.settings = new
-        logger.info("Daemon: reloaded settings, changed: %s", changed or "nothing")
-
-    def shutdown_timeout(self) -> float:
-        return self.adapt(self.settings).shutdown_timeout
-
-    def __call__(self) -> Summary:
-        from .progress import format_summary
-        from .sync import Sync
-
-        sync = Sync(self.adapt(self.settings), stop=self.stop, force_stop=self.force,
-                    progress=self.telemetry)
-        try:
-            summary = sync.run()
-        finally:
-            self.telemetry.observe_latencies(sync.metrics.latencies)
-        logger.info("Daemon: run summary\n%s", format_summary(summary))
-        return summary

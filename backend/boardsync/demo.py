@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .config import Settings
+from .sim import Simulator, load_scenario
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ def scaled(settings: Settings, scale: float, **endpoints: Any) -> Settings:
 def simulated(settings: Settings, scenario: str, *, time_scale: float, seed: int,
               proxy: str = "api") -> Iterator[tuple[Settings, Any]]:
     """Start the simulator and yield ``(settings pointed at it, simulator)``."""
-    from .sim import Simulator, load_scenario
-
     with Simulator(load_scenario(scenario), time_scale=time_scale, seed=seed) as sim:
         endpoints: dict[str, Any] = {"upstream_url": sim.upstream_url, "proxy": proxy}
         if proxy == "api":

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
-from collections.abc import Callable
 from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from .clock import SYSTEM, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -21,17 +23,18 @@ class Progress:
         mode: ``bar`` (tqdm), ``log`` (a line every ``interval`` seconds), ``none``, or
             ``auto`` (bar when ``stream`` is a terminal, else log lines).
         stream: where the bar goes (stderr by default, so stdout stays clean for data).
-        now: injected clock for the log-line interval.
+        interval: seconds between log lines (``log`` mode).
+        clock: its monotonic time spaces the log lines.
     """
 
     def __init__(self, mode: str = "auto", *, stream: TextIO | None = None,
-                 interval: float = 10.0, now: Callable[[], float] = time.monotonic) -> None:
+                 interval: float = 10.0, clock: Clock = SYSTEM) -> None:
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "log"
         self.mode = mode
         self.interval = interval
-        self.now = now
+        self.clock = clock
         self._bar: Any = None
         self._total = 0
         self._last_log = 0.0
@@ -41,10 +44,8 @@ class Progress:
     def start(self, total: int) -> None:
         self._started = True
         self._total = total
-        self._last_log = self.now()
+        self._last_log = self.clock.now()
         if self.mode == "bar":
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, unit="board", file=self.stream, dynamic_ncols=True,
                              desc="boards", smoothing=0.1)
         elif self.mode == "log":
@@ -71,8 +72,8 @@ class Progress:
                 self._done = snap["done"]
             self._bar.set_postfix(ok=snap["ok"], failed=snap["failed"],
                                   retrying=snap["retrying"], ips=snap["ips"], refresh=False)
-        elif self.mode == "log" and self.now() - self._last_log >= self.interval:
-            self._last_log = self.now()
+        elif self.mode == "log" and self.clock.now() - self._last_log >= self.interval:
+            self._last_log = self.clock.now()
             pct = 100.0 * snap["done"] / self._total if self._total else 100.0
             logger.info("Progress: %d/%d boards (%.0f%%) ok=%d failed=%d retrying=%d ips=%d",
                         snap["done"], self._total, pct, snap["ok"], snap["failed"],

@@ -10,20 +10,17 @@ an unknown board or run, an unreachable database, a missing or corrupt state fil
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import click
 
+from .. import audit, report
 from ..errors import ConfigError, StateError, StorageError
-from . import EXIT_PARTIAL, EXIT_USAGE, _settings, fail
-
-logger = logging.getLogger(__name__)
-
-EXIT_DISAGREE = EXIT_PARTIAL  # 1: `state verify` found disagreements
+from .common import library_errors, load_cli_settings
+from .exitcodes import EXIT_DISAGREE
 
 _FORMAT_HELP = ("Output format: table (default on a terminal), csv (default when piped) or "
                 "json. Column names are stable.")
@@ -40,38 +37,24 @@ def _state_opt(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _format_opt(func: Callable[..., Any]) -> Callable[..., Any]:
-    from ..report import FORMATS
-
-    return click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+    return click.option("--format", "fmt", type=click.Choice(report.FORMATS), default=None,
                         help=_FORMAT_HELP)(func)
 
 
 def _fmt(fmt: str | None) -> str:
-    from ..report import default_format
-
-    return fmt or default_format(sys.stdout.isatty())
+    return fmt or report.default_format(sys.stdout.isatty())
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Expected failures become one line on stderr and exit code 2 (no traceback)."""
-    try:
-        yield
-    except ConfigError as e:
-        fail(str(e), EXIT_USAGE)
-    except StateError as e:
-        fail(str(e), EXIT_USAGE)
-    except StorageError as e:
-        fail(f"database: {e}", EXIT_USAGE)
+def _errors() -> AbstractContextManager[None]:
+    """Expected failures (bad input, state file, database) become one line and exit code 2."""
+    return library_errors(ConfigError, StateError, StorageError)
 
 
 @contextmanager
 def _store(obj: dict[str, Any], db_url: str | None) -> Iterator[Any]:
-    from ..audit import open_store
-
-    settings = _settings(obj, {"db_url": db_url})
+    settings = load_cli_settings(obj, {"db_url": db_url})
     with _errors():
-        store = open_store(settings.db_url)
+        store = audit.open_store(settings.db_url)
         try:
             yield store
         finally:
@@ -79,178 +62,175 @@ def _store(obj: dict[str, Any], db_url: str | None) -> Iterator[Any]:
 
 
 def _echo_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str | None) -> None:
-    from ..report import render
-
-    click.echo(render(rows, columns, _fmt(fmt)))
+    click.echo(report.render(rows, columns, _fmt(fmt)))
 
 
-def register(cli: click.Group) -> None:
-    """Attach the audit commands to the ``boardsync`` group."""
-    from .. import audit
+@click.command("boards")
+@click.option("--kind", type=click.Choice(["industry", "concept", "region"]),
+              help="Only boards of this kind.")
+@_format_opt
+@_db_opt
+@click.pass_obj
+def boards_cmd(obj: dict[str, Any], kind: str | None, fmt: str | None,
+               db_url: str | None) -> None:
+    """List the boards in the database: name, kind, members, checksum, last sync.
 
-    @cli.command("boards")
-    @click.option("--kind", type=click.Choice(["industry", "concept", "region"]),
-                  help="Only boards of this kind.")
-    @_format_opt
-    @_db_opt
-    @click.pass_obj
-    def boards_cmd(obj: dict[str, Any], kind: str | None, fmt: str | None,
+    Deleted boards are listed too, with their deleted_at time.
+    """
+    with _store(obj, db_url) as store, _errors():
+        _echo_rows(audit.board_rows(store, kind), audit.BOARD_COLUMNS, fmt)
+
+@click.command("members")
+@click.argument("code")
+@click.option("--as-of", "as_of",
+              help="Members at this time, from history: YYYY-MM-DD (end of that day, UTC) "
+                   "or an ISO date-time.")
+@_format_opt
+@_db_opt
+@click.pass_obj
+def members_cmd(obj: dict[str, Any], code: str, as_of: str | None, fmt: str | None,
+                db_url: str | None) -> None:
+    """List the members of board CODE (e.g. BK0475), now or --as-of a past date."""
+    with _errors():
+        code = audit.check_board_code(code)
+        when = audit.as_of_instant(as_of) if as_of is not None else None
+    with _store(obj, db_url) as store, _errors():
+        _echo_rows(audit.member_rows(store, code, when), audit.MEMBER_COLUMNS, fmt)
+
+@click.command("changes")
+@click.option("--board", help="Only this board (e.g. BK0475).")
+@click.option("--since", help="From this time (inclusive): YYYY-MM-DD (start of day, UTC) "
+                              "or an ISO date-time.")
+
+
+@click.option("--until", help="Up to this time (exclusive); a bare date includes that "
+                              "whole day.")
+
+
+@click.option("--run", "run_id", help="Only the changes recorded by this run id.")
+@_format_opt
+@_db_opt
+@click.pass_obj
+def changes_cmd(obj: dict[str, Any], board: str | None, since: str | None,
+                until: str | None, run_id: str | None, fmt: str | None,
+                db_url: str | None) -> None:
+    """List membership joins and leaves: when, which run, which board, which stock.
+
+    A board's first sync lists all its members as joins.
+    """
+    with _errors():
+        if board is not None:
+            board = audit.check_board_code(board)
+        lo = audit.parse_time(since, option="--since") if since else None
+        hi = audit.parse_time(until, option="--until", end_of_day=True) if until else None
+        if lo is not None and hi is not None and hi <= lo:
+            raise ConfigError("--until must be after --since", "until")
+    with _store(obj, db_url) as store, _errors():
+        _echo_rows(audit.change_rows(store, board, lo, hi, run_id), audit.CHANGE_COLUMNS,
+                   fmt)
+
+@click.command("stock")
+@click.argument("code")
+@_format_opt
+@_db_opt
+@click.pass_obj
+def stock_cmd(obj: dict[str, Any], code: str, fmt: str | None, db_url: str | None) -> None:
+    """List the boards stock CODE (e.g. 600000) belongs to now, and belonged to, with dates."""
+    with _errors():
+        code = audit.check_stock_code(code)
+    with _store(obj, db_url) as store, _errors():
+        _echo_rows(audit.stock_rows(store, code), audit.STOCK_COLUMNS, fmt)
+
+@click.group("runs", invoke_without_command=True)
+@click.option("--limit", type=int, default=20, show_default=True,
+              help="How many of the most recent runs to list.")
+@_format_opt
+@_db_opt
+@click.pass_context
+def runs_cmd(ctx: click.Context, limit: int, fmt: str | None, db_url: str | None) -> None:
+    """List recent sync runs (newest first): mode, status, timings, totals, IPs, errors.
+
+    `boardsync runs show ID` shows one run in full, parameters included (secrets removed).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with _store(ctx.obj, db_url) as store, _errors():
+        _echo_rows(audit.run_rows(store, limit), audit.RUN_COLUMNS, fmt)
+
+@runs_cmd.command("show")
+@click.argument("run_id")
+@_format_opt
+@_db_opt
+@click.pass_obj
+def runs_show_cmd(obj: dict[str, Any], run_id: str, fmt: str | None,
+                  db_url: str | None) -> None:
+    """Show one run record in full: parameters (redacted), totals, errors by class."""
+    with _store(obj, db_url) as store, _errors():
+        click.echo(report.render_record(audit.run_detail(store, run_id), _fmt(fmt)))
+
+@click.group("state")
+def state_grp() -> None:
+    """Inspect the state file and verify it against the database (audits)."""
+
+@state_grp.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@_state_opt
+@_db_opt
+@click.pass_obj
+def state_show_cmd(obj: dict[str, Any], as_json: bool, state_path: str | None,
                    db_url: str | None) -> None:
-        """List the boards in the database: name, kind, members, checksum, last sync.
+    """Overview of the state file: boards by kind and status, stale boards, failures, runs.
 
-        Deleted boards are listed too, with their deleted_at time.
-        """
-        with _store(obj, db_url) as store, _errors():
-            _echo_rows(audit.board_rows(store, kind), audit.BOARD_COLUMNS, fmt)
+    Reads only the state file (it stays readable while the database is down); --db is
+    accepted so every audit command takes the same pair of flags.
+    """
+    settings = load_cli_settings(obj, {"state_path": state_path, "db_url": db_url})
+    with _errors():
+        data = audit.load_state(settings.state_path)
+        ov = audit.state_overview(data, max_age_s=settings.max_age)
+    click.echo(report.render_json(ov) if as_json else
+               audit.format_overview(ov, settings.state_path))
 
-    @cli.command("members")
-    @click.argument("code")
-    @click.option("--as-of", "as_of",
-                  help="Members at this time, from history: YYYY-MM-DD (end of that day, UTC) "
-                       "or an ISO date-time.")
-    @_format_opt
-    @_db_opt
-    @click.pass_obj
-    def members_cmd(obj: dict[str, Any], code: str, as_of: str | None, fmt: str | None,
-                    db_url: str | None) -> None:
-        """List the members of board CODE (e.g. BK0475), now or --as-of a past date."""
-        with _errors():
-            code = audit.check_board_code(code)
-            when = audit.as_of_instant(as_of) if as_of is not None else None
-        with _store(obj, db_url) as store, _errors():
-            _echo_rows(audit.member_rows(store, code, when), audit.MEMBER_COLUMNS, fmt)
+@state_grp.command("board")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@_state_opt
+@_db_opt
+@click.pass_obj
+def state_board_cmd(obj: dict[str, Any], code: str, as_json: bool,
+                    state_path: str | None, db_url: str | None) -> None:
+    """The audit trail of one board (e.g. BK0475): attempts, errors, runs, rows, checksum."""
+    settings = load_cli_settings(obj, {"state_path": state_path, "db_url": db_url})
+    with _errors():
+        code = audit.check_board_code(code)
+        data = audit.load_state(settings.state_path)
+    with _store(obj, db_url) as store, _errors():
+        trail = audit.board_trail(store, data, code)
+    click.echo(report.render_json(trail) if as_json else audit.format_trail(trail))
 
-    @cli.command("changes")
-    @click.option("--board", help="Only this board (e.g. BK0475).")
-    @click.option("--since", help="From this time (inclusive): YYYY-MM-DD (start of day, UTC) "
-                                  "or an ISO date-time.")
-    @click.option("--until", help="Up to this time (exclusive); a bare date includes that "
-                                  "whole day.")
-    @click.option("--run", "run_id", help="Only the changes recorded by this run id.")
-    @_format_opt
-    @_db_opt
-    @click.pass_obj
-    def changes_cmd(obj: dict[str, Any], board: str | None, since: str | None,
-                    until: str | None, run_id: str | None, fmt: str | None,
-                    db_url: str | None) -> None:
-        """List membership joins and leaves: when, which run, which board, which stock.
+@state_grp.command("verify")
+@_state_opt
+@_db_opt
+@click.pass_obj
+def state_verify_cmd(obj: dict[str, Any], state_path: str | None,
+                     db_url: str | None) -> None:
+    """Recompute every board's checksum from the database and compare with the state file.
 
-        A board's first sync lists all its members as joins.
-        """
-        with _errors():
-            if board is not None:
-                board = audit.check_board_code(board)
-            lo = audit.parse_time(since, option="--since") if since else None
-            hi = audit.parse_time(until, option="--until", end_of_day=True) if until else None
-            if lo is not None and hi is not None and hi <= lo:
-                raise ConfigError("--until must be after --since", "until")
-        with _store(obj, db_url) as store, _errors():
-            _echo_rows(audit.change_rows(store, board, lo, hi, run_id), audit.CHANGE_COLUMNS,
-                       fmt)
+    Prints every disagreement (one line each: board, problem, both values) and exits 1
+    when there is any; exits 0 when the state file and the database agree.
+    """
+    settings = load_cli_settings(obj, {"state_path": state_path, "db_url": db_url})
+    with _errors():
+        data = audit.load_state(settings.state_path)
+    with _store(obj, db_url) as store, _errors():
+        result = audit.verify_store(store, data)
+    for p in result.problems:
+        click.echo(p.line())
+    click.echo(result.summary())
+    if not result.ok:
+        sys.exit(EXIT_DISAGREE)
 
-    @cli.command("stock")
-    @click.argument("code")
-    @_format_opt
-    @_db_opt
-    @click.pass_obj
-    def stock_cmd(obj: dict[str, Any], code: str, fmt: str | None, db_url: str | None) -> None:
-        """List the boards stock CODE (e.g. 600000) belongs to now, and belonged to, with dates."""
-        with _errors():
-            code = audit.check_stock_code(code)
-        with _store(obj, db_url) as store, _errors():
-            _echo_rows(audit.stock_rows(store, code), audit.STOCK_COLUMNS, fmt)
 
-    @cli.group("runs", invoke_without_command=True)
-    @click.option("--limit", type=int, default=20, show_default=True,
-                  help="How many of the most recent runs to list.")
-    @_format_opt
-    @_db_opt
-    @click.pass_context
-    def runs_cmd(ctx: click.Context, limit: int, fmt: str | None, db_url: str | None) -> None:
-        """List recent sync runs (newest first): mode, status, timings, totals, IPs, errors.
-
-        `boardsync runs show ID` shows one run in full, parameters included (secrets removed).
-        """
-        if ctx.invoked_subcommand is not None:
-            return
-        with _store(ctx.obj, db_url) as store, _errors():
-            _echo_rows(audit.run_rows(store, limit), audit.RUN_COLUMNS, fmt)
-
-    @runs_cmd.command("show")
-    @click.argument("run_id")
-    @_format_opt
-    @_db_opt
-    @click.pass_obj
-    def runs_show_cmd(obj: dict[str, Any], run_id: str, fmt: str | None,
-                      db_url: str | None) -> None:
-        """Show one run record in full: parameters (redacted), totals, errors by class."""
-        from ..report import render_record
-
-        with _store(obj, db_url) as store, _errors():
-            click.echo(render_record(audit.run_detail(store, run_id), _fmt(fmt)))
-
-    @cli.group("state")
-    def state_grp() -> None:
-        """Inspect the state file and verify it against the database (audits)."""
-
-    @state_grp.command("show")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
-    @_state_opt
-    @_db_opt
-    @click.pass_obj
-    def state_show_cmd(obj: dict[str, Any], as_json: bool, state_path: str | None,
-                       db_url: str | None) -> None:
-        """Overview of the state file: boards by kind and status, stale boards, failures, runs.
-
-        Reads only the state file (it stays readable while the database is down); --db is
-        accepted so every audit command takes the same pair of flags.
-        """
-        from ..report import render_json
-
-        settings = _settings(obj, {"state_path": state_path, "db_url": db_url})
-        with _errors():
-            data = audit.load_state(settings.state_path)
-            ov = audit.state_overview(data, max_age_s=settings.max_age)
-        click.echo(render_json(ov) if as_json else
-                   audit.format_overview(ov, settings.state_path))
-
-    @state_grp.command("board")
-    @click.argument("code")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
-    @_state_opt
-    @_db_opt
-    @click.pass_obj
-    def state_board_cmd(obj: dict[str, Any], code: str, as_json: bool,
-                        state_path: str | None, db_url: str | None) -> None:
-        """The audit trail of one board (e.g. BK0475): attempts, errors, runs, rows, checksum."""
-        from ..report import render_json
-
-        settings = _settings(obj, {"state_path": state_path, "db_url": db_url})
-        with _errors():
-            code = audit.check_board_code(code)
-            data = audit.load_state(settings.state_path)
-        with _store(obj, db_url) as store, _errors():
-            trail = audit.board_trail(store, data, code)
-        click.echo(render_json(trail) if as_json else audit.format_trail(trail))
-
-    @state_grp.command("verify")
-    @_state_opt
-    @_db_opt
-    @click.pass_obj
-    def state_verify_cmd(obj: dict[str, Any], state_path: str | None,
-                         db_url: str | None) -> None:
-        """Recompute every board's checksum from the database and compare with the state file.
-
-        Prints every disagreement (one line each: board, problem, both values) and exits 1
-        when there is any; exits 0 when the state file and the database agree.
-        """
-        settings = _settings(obj, {"state_path": state_path, "db_url": db_url})
-        with _errors():
-            data = audit.load_state(settings.state_path)
-        with _store(obj, db_url) as store, _errors():
-            result = audit.verify_store(store, data)
-        for p in result.problems:
-            click.echo(p.line())
-        click.echo(result.summary())
-        if not result.ok:
-            sys.exit(EXIT_DISAGREE)
+#: The commands this module adds to the ``boardsync`` group.
+COMMANDS: tuple[click.Command, ...] = (boards_cmd, members_cmd, changes_cmd, stock_cmd, runs_cmd,
+                                       state_grp)

@@ -1,0 +1,111 @@
+"""What every command shares: logging set-up, one-line failures, the settings flags.
+
+The commands are thin: parse flags, build settings with :func:`load_cli_settings`, call the
+library, and turn an expected library error into one ``boardsync: error:`` line and its exit
+code (:func:`library_errors`). Nothing here knows about a particular command.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+
+from ..config import FIELDS, Settings, load_settings
+from ..errors import BoardsyncError, ConfigError
+from ..logctx import ContextFilter
+from ..logjson import JsonFormatter
+from .exitcodes import EXIT_USAGE, error_line, for_error
+
+LOG_FORMAT = ("%(asctime)s %(levelname)-7s run=%(run)s worker=%(worker)s board=%(board)s "
+              "%(name)s: %(message)s")
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Log to stderr with the run, worker and board ids on every line (``fmt`` text or json)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(LOG_FORMAT))
+    handler.addFilter(ContextFilter())
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler],
+                        force=True)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one line to stderr and exit with ``code``: no traceback for expected failures."""
+    click.echo(f"boardsync: error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def library_errors(*types: type[BaseException]) -> Iterator[None]:
+    """Turn the expected library errors (``types``, default every boardsync error) into one
+    line and the exit code :mod:`~boardsync.cli.exitcodes` gives them; others propagate to
+    ``main`` (a bug: exit 70)."""
+    expected = types or (BoardsyncError,)
+    try:
+        yield
+    except expected as e:
+        fail(error_line(e), for_error(e))
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The settings flags shared by ``sync`` and ``daemon``, one per FIELDS key."""
+    opts = [
+        click.option("--db", "db_url", help="Database URL (SQLAlchemy). [env BOARDSYNC_DB_URL]"),
+        click.option("--state", "state_path", help="State file path."),
+        click.option("--upstream-url", help="East Money base URL (https://push2.eastmoney.com)."),
+        click.option("--force/--no-force", default=None,
+                     help="Resync every board, whatever the state says."),
+        click.option("--kinds", help="Comma list of board kinds: industry,concept,region."),
+        click.option("--boards", help="Only these board codes, comma separated (e.g. BK0475)."),
+        click.option("--workers", help="Worker threads, or 'auto' (Little's law)."),
+        click.option("--req-delay-min", type=float, help="Min random delay before a request (s)."),
+        click.option("--req-delay-max", type=float, help="Max random delay before a request (s)."),
+        click.option("--max-retry", type=int, help="Attempts before a board fails for good."),
+        click.option("--max-age", help="Skip boards synced more recently (e.g. 3600, 20h)."),
+        click.option("--proxy", type=click.Choice(["direct", "static", "api", "tunnel"]),
+                     help="Proxy source (default direct)."),
+        click.option("--proxy-file", help="Static proxy list file."),
+        click.option("--proxy-api-url", help="Provider extraction API URL. [secret]"),
+        click.option("--proxy-api-format", type=click.Choice(["txt", "json"]),
+                     help="Extraction body format."),
+        click.option("--proxy-tunnel-url", help="Tunnel gateway http://user:pass@host:port."),
+        click.option("--extract-interval", type=float,
+                     help="Min seconds between extraction API calls (leaky bucket)."),
+        click.option("--max-ips", type=int, help="Never extract more IPs than this per run."),
+        click.option("--ip-ttl", type=float, help="Seconds to use one IP before rotating."),
+        click.option("--accept-shrink/--no-accept-shrink", default=None,
+                     help="Write boards that shrank suspiciously anyway."),
+        click.option("--shrink-threshold", type=float,
+                     help="Fraction of shrinkage that makes a board suspicious (0.5)."),
+        click.option("--shutdown-timeout", type=float, help="Seconds a graceful stop may take."),
+        click.option("--progress", type=click.Choice(["auto", "bar", "log", "none"]),
+                     help="Progress display."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def settings_loader(ctx_obj: dict[str, Any], flags: dict[str, Any]) -> Callable[[], Settings]:
+    """A function that builds the settings from the group's ``--config``/``--preset`` and
+    ``flags`` (the daemon calls it again on SIGHUP); raises ``ConfigError``."""
+    given = {k: v for k, v in flags.items() if k in FIELDS}
+
+    def load() -> Settings:
+        return load_settings(given, config_path=ctx_obj.get("config"),
+                             preset=ctx_obj.get("preset"))
+
+    return load
+
+
+def load_cli_settings(ctx_obj: dict[str, Any], flags: dict[str, Any]) -> Settings:
+    """The settings for one command; a bad value exits 2 with one line naming the key."""
+    try:
+        return settings_loader(ctx_obj, flags)()
+    except ConfigError as e:
+        fail(str(e), EXIT_USAGE)
