@@ -61,6 +61,10 @@ class FakeClock:
         with self._lock:
             return self._wall0 + timedelta(seconds=self._t - self._start)
 
+    def advance_to(self, when: datetime) -> float:
+        """Move the time forward until :meth:`wall` reads ``when`` (never back)."""
+        return self.advance((when - self.wall()).total_seconds())
+
 
 def wait_until(predicate: Callable[[], bool], limit: float = 30.0,
                every: float = 0.005) -> bool:
