@@ -1,4 +1,4 @@
-"""Write config/boardsync.example.toml from the defaults table (``boardsync.config.FIELDS``).
+"""Write config/boardsync.example.toml from the defaults table (``boardsync.defaults.FIELDS``).
 
 Run ``python tools/gen_example_config.py`` after adding or changing a setting;
 ``tests/test_example_config.py`` fails while the file is out of date, so the example can
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from boardsync.config import FIELDS
+from boardsync.defaults import FIELDS
 
 HEADER = """\
 # boardsync configuration: every setting with its default.
