@@ -1,5 +1,6 @@
-"""What several test files need: one fake clock, one polling helper, one "database equals the
-truth" check and one closed-port helper. Import from here; do not grow private copies.
+"""What several test files need: one fake clock, one polling helper, one short-sleep pause,
+one "database equals the truth" check and one closed-port helper. Import from here; do not
+grow private copies.
 """
 
 from __future__ import annotations
@@ -78,6 +79,17 @@ def wait_until(predicate: Callable[[], bool], limit: float = 30.0,
             return True
         time.sleep(every)
     return bool(predicate())
+
+
+def pause(seconds: float, every: float = 0.005) -> None:
+    """Let ``seconds`` of real time pass in short sleeps.
+
+    For the few tests that must let a real run go on (a subprocess, an outage thread) while
+    keeping the suite's rule that no single ``time.sleep`` is 0.1 s or more.
+    """
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(every)
 
 
 def assert_db_equals_truth(db_url: str, truth: Mapping[str, frozenset[str] | set[str]]) -> None:

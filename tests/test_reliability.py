@@ -12,17 +12,15 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from boardsync.sim import Simulator, load_scenario
-from boardsync.store import Store
+from helpers import assert_db_equals_truth, pause, wait_until
 
 SCALE = 0.01
 #: Slower runs, for tests that must act while a sync is still going (~3 s for SMALL).
@@ -97,30 +95,10 @@ def ok_boards(state: Path) -> set[str]:
     return {code for code, b in data["boards"].items() if b.get("status") == "ok"}
 
 
-def assert_db_equals_truth(db_url: str, truth: dict[str, frozenset[str]]) -> None:
-    store = Store(db_url)
-    wrong = [c for c, members in truth.items() if store.member_codes(c) != set(members)]
-    assert wrong == []
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
-        dupes = conn.execute(text(
-            "SELECT board_code, stock_code, COUNT(*) FROM membership_history "
-            "WHERE valid_to IS NULL GROUP BY board_code, stock_code HAVING COUNT(*) > 1"
-        )).fetchall()
-    engine.dispose()
-    assert dupes == []
-
-
 def wait_for(predicate: Any, proc: subprocess.Popen[bytes], limit: float = 120.0) -> bool:
-    """Poll ``predicate`` until true or the process exits (short sleeps, no wall-clock assert)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.01)
-    return False
+    """Poll ``predicate`` until true; False once the process has exited without it."""
+    wait_until(lambda: predicate() or proc.poll() is not None, limit, every=0.01)
+    return bool(predicate())
 
 
 def file_stamp(path: Path) -> tuple[int, int]:
@@ -129,13 +107,6 @@ def file_stamp(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         return (0, 0)
     return (st.st_size, st.st_mtime_ns)
-
-
-def pause(seconds: float) -> None:
-    """Short sleeps only (the suite's rule: no single sleep of 0.1 s or more)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        time.sleep(0.005)
 
 
 #: SIGKILL trials per run of the kill test.
