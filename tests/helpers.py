@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from boardsync.store import Store
 
@@ -93,23 +93,23 @@ def pause(seconds: float, every: float = 0.005) -> None:
 
 
 def assert_db_equals_truth(db_url: str, truth: Mapping[str, frozenset[str] | set[str]]) -> None:
-    """Every board of ``truth`` holds exactly its members, and no member is open twice."""
+    """Every board of ``truth`` holds exactly its members, and no member is open twice.
+
+    Queries go through the store's own engine, so a ``postgresql://`` URL gets the driver the
+    store uses (a bare ``create_engine`` would pick SQLAlchemy's default driver instead).
+    """
     store = Store(db_url)
     try:
         wrong = sorted(c for c, members in truth.items()
                        if store.member_codes(c) != set(members))
-    finally:
-        store.dispose()
-    assert wrong == [], f"{len(wrong)} boards differ from the truth: {wrong[:10]}"
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
+        with store.engine.connect() as conn:
             dupes = conn.execute(text(
                 "SELECT board_code, stock_code, COUNT(*) FROM membership_history "
                 "WHERE valid_to IS NULL GROUP BY board_code, stock_code HAVING COUNT(*) > 1"
             )).fetchall()
     finally:
-        engine.dispose()
+        store.dispose()
+    assert wrong == [], f"{len(wrong)} boards differ from the truth: {wrong[:10]}"
     assert dupes == [], f"members open twice in history: {dupes[:10]}"
 
 

@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from boardsync.cli import STATUS_EXIT
 from boardsync.config import Settings, load_settings
 from boardsync.demo import scaled
+from boardsync.outcomes import Summary
 from boardsync.progress import format_summary
+from boardsync.run import Run
 from boardsync.sim import Simulator, load_scenario
 from boardsync.store import Store
-from boardsync.outcomes import Summary
-from boardsync.run import Run
 from helpers import assert_db_equals_truth, pause
 from test_reliability import record
 
@@ -72,18 +72,18 @@ def assert_exact(db_url: str, truth: dict[str, frozenset[str]],
     """The database holds exactly ``truth`` for ``codes`` (all by default), no duplicates,
     and one open history interval per current member."""
     assert_db_equals_truth(db_url, {c: truth[c] for c in (truth if codes is None else codes)})
-    engine = create_engine(db_url)
+    store = Store(db_url)
     try:
-        with engine.connect() as conn:
+        with store.engine.connect() as conn:
             open_n = conn.execute(text(
                 "SELECT COUNT(*) FROM membership_history WHERE valid_to IS NULL")).scalar()
             current_n = conn.execute(text("SELECT COUNT(*) FROM memberships")).scalar()
     finally:
-        engine.dispose()
+        store.dispose()
     assert open_n == current_n, "one open history interval per current member"
 
 
-def on_write(sync: Sync, call: int, action: Callable[[], None]) -> None:
+def on_write(sync: Run, call: int, action: Callable[[], None]) -> None:
     """Run ``action`` just before the ``call``-th database write of ``sync`` (1-based)."""
     real = sync.store.write_boards
     calls = [0]
