@@ -35,9 +35,9 @@ from lower_bound import (  # noqa: E402 - bench/ is not a package
 
 from boardsync.config import load_settings  # noqa: E402
 from boardsync.demo import simulated  # noqa: E402
+from boardsync.run import Run  # noqa: E402
 from boardsync.sim import load_scenario  # noqa: E402
 from boardsync.store import Store  # noqa: E402
-from boardsync.run import Run  # noqa: E402
 
 #: The reference run's published figures (SPEC §1 and the scenario's calibration comment).
 PUBLISHED = {"wall_s": 6.7 * 60, "ips": 97, "connection_errors": 75, "timeouts": 1,
