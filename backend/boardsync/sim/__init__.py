@@ -11,8 +11,10 @@ internet: ``Simulator`` serves, on ephemeral 127.0.0.1 ports,
   one port per issued IP plus a rotating tunnel (``gateway.py``);
 - an admin JSON API (``GET /truth``, ``GET /counters``, ``POST /advance-day``, ``POST /mode``).
 
-One ``time_scale`` multiplies every duration (latency, bans, lifetimes, intervals, hangs) and
-one ``seed`` makes the market and every fault draw reproducible::
+One ``time_scale`` multiplies every duration (latency, bans, lifetimes, intervals, hangs),
+one ``seed`` makes the market and every fault draw reproducible, and one ``clock`` (a
+:class:`boardsync.clock.Clock`, default ``SYSTEM``) is where every part reads the time, so a
+test can hold or step bans, buckets and IP lifetimes with a fake one::
 
     from boardsync.sim import Simulator, load_scenario
     with Simulator(load_scenario("reference"), time_scale=0.05, seed=7) as sim:
