@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from helpers import FakeClock
-
 from boardsync.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from helpers import FakeClock
 
 
 def test_failures_on_one_ip_do_not_open_below_consecutive_limit() -> None:

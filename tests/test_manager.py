@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import FakeClock
-
 from boardsync.config import load_settings
 from boardsync.models import Board, Member
 from boardsync.outcomes import Failed, Fetched, Listed, ListFailed, QuotaOut, Retrying, RunStatus
 from boardsync.run import Run
 from boardsync.store import Store
+from helpers import FakeClock
 
 SMALL = Board("BK0001", "small", "industry", size_hint=3)
 BIG = Board("BK0002", "big", "industry", size_hint=300)

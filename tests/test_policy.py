@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from boardsync import errors
+from boardsync.errors import BoardsyncError
 from boardsync.policy import (
     DECISIONS,
     OUTAGE_CLASSES,
@@ -18,7 +19,6 @@ from boardsync.policy import (
     classify,
     http_status_class,
 )
-from boardsync.errors import BoardsyncError
 
 ERROR_CLASSES = sorted(
     (obj for obj in vars(errors).values()

@@ -18,9 +18,9 @@ import pytest
 
 from boardsync.config import load_settings
 from boardsync.demo import scaled, simulated
+from boardsync.run import Run
 from boardsync.sim import Simulator, load_scenario
 from boardsync.store import Store
-from boardsync.run import Run
 
 SCALE = 0.02
 
@@ -36,7 +36,7 @@ def _requests_by_port(sim: Any) -> dict[int, int]:
     return {ip["port"]: ip["requests"] for ip in sim.issued_ips()}
 
 
-def _record_evictions(sync: Sync, sim: Any) -> dict[int, int]:
+def _record_evictions(sync: Run, sim: Any) -> dict[int, int]:
     """Spy on ``sync.proxies.mark_failed`` (the real method still runs): for each evicted IP,
     the requests the gateway had served through it at that moment, by port."""
     seen: dict[int, int] = {}

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from boardsync.config import load_settings
-from boardsync.demo import simulated
-from boardsync.store import Store
 from boardsync.crew import worth_a_new_ip
+from boardsync.demo import simulated
 from boardsync.run import Run
+from boardsync.store import Store
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FakeClock
 
 from boardsync.breaker import CircuitBreaker
 from boardsync.config import Settings, load_settings
@@ -27,6 +26,7 @@ from boardsync.proxy import LeakyBucket, ProxyManager, StaticListSource
 from boardsync.queue import LocalTaskQueue, Task
 from boardsync.upstream import Page, Query, board_list_query, members_query
 from boardsync.worker import Worker, WorkerContext
+from helpers import FakeClock
 
 BOARD = Board("BK0475", "银行", "industry")
 STOCKS = [f"{600000 + i:06d}" for i in range(5)]

@@ -97,9 +97,10 @@ class CircuitBreaker:
     def record_failure(self, error_class: str, ip_key: str) -> bool:
         """A request failed; returns True when this failure opened the breaker.
 
-        Only outage-like classes (:data:`~boardsync.policy.OUTAGE_CLASSES`) count; a failed half-open probe re-opens at once, with the
-        cool-down doubled. A probe that fails for another reason (its proxy died, say) tells
-        nothing about the upstream: the next caller may probe instead.
+        Only outage-like classes (:data:`~boardsync.policy.OUTAGE_CLASSES`) count; a failed
+        half-open probe re-opens at once, with the cool-down doubled. A probe that fails for
+        another reason (its proxy died, say) tells nothing about the upstream: the next caller
+        may probe instead.
         """
         if self.distinct_ips <= 0:
             return False

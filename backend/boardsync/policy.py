@@ -49,8 +49,8 @@ Rules of thumb behind the table:
 
 from __future__ import annotations
 
-import logging
 import enum
+import logging
 from dataclasses import dataclass
 
 from .errors import BoardsyncError, ConfigError, HTTPStatusError

@@ -1,7 +1,8 @@
 """One sync run: a manager feeding one retry-count task queue to N worker threads.
 
-Shape (SPEC §2): the manager starts the workers one ``stagger`` apart; the first of them fetch
-the board lists (one kind each, in parallel) before they take boards, and as soon as one kind's
+Shape (SPEC §2): the manager starts every worker thread at once, each waiting ``stagger`` times
+its index before its first request; the first of them fetch the board lists (one kind each, in
+parallel) before they take boards, and as soon as one kind's
 list arrives the manager queues ``Task(0, board, rank)`` for each of its boards that needs
 syncing (ranked biggest first unless ``board_order = "listed"``), so the other workers are
 already fetching members while the longer lists are still paging. Workers
@@ -23,8 +24,6 @@ import threading
 import uuid
 from typing import Any, assert_never
 
-from sqlalchemy.engine import make_url
-
 from .breaker import CircuitBreaker
 from .clock import SYSTEM, Clock
 from .config import Settings
@@ -34,12 +33,12 @@ from .ledger import Ledger
 from .lists import ListIntake
 from .logctx import bind
 from .metrics import RunMetrics
-from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying
+from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying, Summary
 from .outcomes import RunStatus as S
-from .outcomes import Summary
 from .pacing import PacingConfig, RateController
 from .proxy.factory import build_proxy_manager
 from .queue import LocalTaskQueue, TaskQueue
+from .redact import mask_url
 from .sizing import resolve_workers
 from .state import StateFile
 from .store import Store
@@ -103,9 +102,8 @@ class Run:
         try:
             self.store = Store(settings.db_url, clock=clock)
         except OSError as e:  # a SQLite path whose directory cannot be created
-            shown = make_url(settings.db_url).render_as_string(hide_password=True)
-            raise StorageError(f"database {shown}: cannot create its directory: "
-                               f"{e.strerror or e}") from e
+            raise StorageError(f"database {mask_url(settings.db_url)}: cannot create its "
+                               f"directory: {e.strerror or e}") from e
         self.writer = BatchWriter(self.store, batch_size=settings.write_batch,
                                   retries=settings.db_retries, clock=clock,
                                   abort=self.force_stop, metrics=self.metrics)

@@ -2,8 +2,8 @@
 
 Why one module: the count depends on the proxy source (one identity for direct, a rotating
 tunnel or a fixed list, or IPs bought from a throttled provider) and, for bought IPs, on the
-provider's rate and the IP lifetime. Written once here, ``boardsync run`` and ``boardsync
-config --explain-workers`` cannot disagree.
+provider's rate and the IP lifetime. Written once here, a run and ``boardsync sync
+--explain-workers`` cannot disagree.
 """
 
 from __future__ import annotations

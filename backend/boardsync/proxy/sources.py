@@ -64,30 +64,46 @@ class ProxySource(Protocol):
         ...
 
 
-class DirectSource:
-    """No proxy: every request leaves from this host (the default when none is configured)."""
+class SharedSource:
+    """A source of exactly one proxy that every worker shares (direct mode, a tunnel).
 
-    def __init__(self) -> None:
-        self._proxy = Proxy("direct", None, math.inf)
+    Nothing is extracted and nothing is rationed: the manager hands :meth:`shared` out to
+    every caller, and evicting it only counts the failure.
+    """
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._proxy = proxy
 
     def shared(self) -> Proxy:
-        """``Proxy("direct", None, inf)``: ``url=None`` tells the client to connect directly."""
         return self._proxy
 
     def supply(self) -> int:
-        """One proxy, free: the host itself."""
+        """One proxy, free (the host itself, or a gateway paid by subscription)."""
         return 1
 
     def fetch(self, count: int) -> list[ProxyEndpoint]:
-        """Direct has no endpoints; the manager hands out :meth:`shared`."""
+        """No endpoints to fetch: the manager hands out :meth:`shared`."""
         return []
+
+
+class DirectSource(SharedSource):
+    """No proxy: every request leaves from this host (the default when none is configured).
+
+    Its one proxy is ``Proxy("direct", None, inf)``: ``url=None`` tells the client to
+    connect directly.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Proxy("direct", None, math.inf))
 
     def __repr__(self) -> str:
         return "DirectSource()"
 
 
-class TunnelSource:
+class TunnelSource(SharedSource):
     """A provider's tunnel gateway: one fixed ``user:pass@host:port`` that rotates exit IPs itself.
+
+    Its one proxy is the gateway, named ``"tunnel"`` (its exit IPs are the provider's business).
 
     Raises:
         ConfigError: the URL has no host or port.
@@ -105,19 +121,7 @@ class TunnelSource:
             raise ConfigError("tunnel proxy URL needs host:port", key="proxy_tunnel_url")
         self.url = urlunsplit(parts)
         self.key = f"{parts.hostname}:{port}"
-        self._proxy = Proxy("tunnel", self.url, math.inf)
-
-    def shared(self) -> Proxy:
-        """The gateway itself, named ``"tunnel"`` (its exit IPs are the provider's business)."""
-        return self._proxy
-
-    def supply(self) -> int:
-        """One proxy, paid by subscription rather than per IP: nothing to ration here."""
-        return 1
-
-    def fetch(self, count: int) -> list[ProxyEndpoint]:
-        """A tunnel is never extracted from; the manager hands out :meth:`shared`."""
-        return []
+        super().__init__(Proxy("tunnel", self.url, math.inf))
 
     def __repr__(self) -> str:
         return f"TunnelSource(key={self.key!r})"
