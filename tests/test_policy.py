@@ -41,7 +41,6 @@ EXPECTED: dict[str, tuple[str, bool, bool]] = {
     "InvalidResponse": ("invalid_json", True, True),
     "EmptyData": ("empty_data", True, True),
     "IncompleteData": ("incomplete", False, True),
-    "BoardNotFound": ("no_code", False, False),
     "BadRequest": ("bad_request", False, False),
     "ProxyError": ("proxy", True, True),
     "ProxyDead": ("proxy_dead", True, True),
@@ -52,9 +51,7 @@ EXPECTED: dict[str, tuple[str, bool, bool]] = {
     "StorageError": ("storage", False, False),
     "DatabaseUnavailable": ("db_unavailable", False, True),
     "Locked": ("locked", False, False),
-    "SuspiciousData": ("suspicious", False, False),
     "StateError": ("state", False, False),
-    "RetriesExhausted": ("retries_exhausted", False, False),
     "Interrupted": ("interrupted", False, True),
 }
 
@@ -111,7 +108,6 @@ def test_every_table_entry_is_reachable() -> None:
         (errors.InvalidResponse("j"), "invalid_json", True, True),
         (errors.EmptyData("e"), "empty_data", True, True),
         (errors.IncompleteData("i"), "incomplete", False, True),
-        (errors.BoardNotFound("n"), "no_code", False, False),
         (errors.BadRequest("r"), "bad_request", False, False),
         (errors.QuotaExhausted("q"), "quota_exhausted", False, False),
         (errors.ExtractionThrottled("t"), "extract_throttled", False, True),

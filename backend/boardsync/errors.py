@@ -4,7 +4,7 @@ Every failure the library raises is a :class:`BoardsyncError`. Third-party excep
 (`requests`, `sqlalchemy`, `psycopg2`) are translated into these at one boundary (the
 fetch client, the proxy sources, the store) with ``raise ... from e`` so the cause is
 kept. Each upstream/proxy error carries an ``error_class`` string: the key the
-classifier (:mod:`boardsync.classify`) looks up to decide whether to rotate the IP and
+classifier (:mod:`boardsync.policy`) looks up to decide whether to rotate the IP and
 whether to retry. Errors caused by bad input also inherit from :class:`ValueError`.
 """
 
@@ -102,12 +102,6 @@ class IncompleteData(UpstreamError):
     error_class = "incomplete"
 
 
-class BoardNotFound(UpstreamError):
-    """The board list no longer contains this board (deleted upstream); not retried."""
-
-    error_class = "no_code"
-
-
 class BadRequest(UpstreamError, ValueError):
     """A code or parameter we were about to send is malformed; a bug or bad input, not retried."""
 
@@ -182,26 +176,10 @@ class Locked(StorageError):
         self.holder = holder
 
 
-class SuspiciousData(BoardsyncError):
-    """A board came back empty or shrank beyond the allowed fraction; held back, not written."""
-
-    error_class = "suspicious"
-
-
 class StateError(BoardsyncError):
     """The state file cannot be read, parsed or written."""
 
     error_class = "state"
-
-
-class RetriesExhausted(BoardsyncError):
-    """A board failed ``max_retry`` times; the last cause is kept in ``reason``."""
-
-    error_class = "retries_exhausted"
-
-    def __init__(self, message: str, reason: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class Interrupted(BoardsyncError):

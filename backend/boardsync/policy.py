@@ -92,7 +92,6 @@ DECISIONS: dict[str, Decision] = {
     "empty_data": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
     "incomplete": Decision(rotate=False, retry=True, log_level=L),
     "upstream": Decision(rotate=True, retry=True, log_level=W),
-    "no_code": Decision(rotate=False, retry=False, log_level=W),
     "bad_request": Decision(rotate=False, retry=False, log_level=E),
     "proxy": Decision(rotate=True, retry=True, log_level=W),
     "extract_throttled": Decision(rotate=False, retry=True, log_level=L),
@@ -102,10 +101,8 @@ DECISIONS: dict[str, Decision] = {
     "storage": Decision(rotate=False, retry=False, log_level=E),
     "db_unavailable": Decision(rotate=False, retry=True, log_level=W),
     "locked": Decision(rotate=False, retry=False, log_level=E),
-    "suspicious": Decision(rotate=False, retry=False, log_level=W),
     "state": Decision(rotate=False, retry=False, log_level=E),
     "bad_config": Decision(rotate=False, retry=False, log_level=E),
-    "retries_exhausted": Decision(rotate=False, retry=False, log_level=E),
     "interrupted": Decision(rotate=False, retry=True, log_level=L),
     "unexpected": Decision(rotate=False, retry=True, log_level=E),
 }

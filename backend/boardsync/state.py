@@ -38,7 +38,7 @@ from typing import Any
 from .clock import SYSTEM, Clock, iso
 from .errors import StateError
 from .models import is_board_code
-from .redact import redact  # also imported from here by store.py (redaction lives in redact.py)
+from .redact import redact
 
 logger = logging.getLogger(__name__)
 
