@@ -74,3 +74,11 @@ def test_explain_workers_auto_prints_reasoning() -> None:
     assert result.exit_code == 0
     assert result.output.startswith("workers: ")
     assert int(result.output.split()[1]) >= 1
+
+
+def test_an_unknown_log_level_is_refused_and_any_case_is_accepted(tmp_path: Path) -> None:
+    bad = CliRunner().invoke(cli, ["--log-level", "LOUD", "runs"], catch_exceptions=False)
+    assert bad.exit_code == EXIT_USAGE and "LOUD" in bad.output
+    ok = CliRunner().invoke(cli, ["--log-level", "warning", "db", "init", "--db",
+                                  f"sqlite:///{tmp_path / 'b.db'}"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output

@@ -204,6 +204,7 @@ def test_state_verify_catches_a_tampered_state_file(world: World, change: Any,
     (["changes", "--board", "X"], "not a board code"),
     (["stock", "60000"], "not a stock code: '60000'"),
     (["runs", "show", "nope"], "no run 'nope'"),
+    (["changes", "--run", "nope"], "no run 'nope'"),
     (["runs", "--limit", "0"], "--limit must be at least 1"),
     (["state", "board", "BK1"], "not a board code"),
 ])

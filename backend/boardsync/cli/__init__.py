@@ -42,7 +42,8 @@ __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_LOCKED", "EXIT_NOTHING", "
               help=f"Named pacing preset ({', '.join(PRESETS)}): reference = the reference "
                    "run's own settings; fast = paced by what the upstream allows (README).")
 @click.option("--log-level", envvar="BOARDSYNC_LOG_LEVEL", default="INFO", show_default=True,
-              help="DEBUG, INFO, WARNING or ERROR.")
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="How much to log (any case).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), envvar="BOARDSYNC_LOG_FORMAT",
               default="text", show_default=True, help="json: one object per line, for shippers.")
 @click.pass_context
