@@ -11,6 +11,7 @@ import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,15 @@ from boardsync.outcomes import Failed, Fetched, Listed, Outcome, Retrying
 from boardsync.pacing import PacingConfig, RateController
 from boardsync.proxy import LeakyBucket, ProxyManager, StaticListSource
 from boardsync.queue import LocalTaskQueue, Task
-from boardsync.upstream import Page, Query, board_list_query, members_query
+from boardsync.upstream import (
+    Page,
+    ProxyLike,
+    Query,
+    UpstreamClient,
+    board_list_query,
+    members_query,
+    proxy_key,
+)
 from boardsync.worker import Worker, WorkerContext
 from helpers import FakeClock
 
@@ -32,34 +41,31 @@ BOARD = Board("BK0475", "银行", "industry")
 STOCKS = [f"{600000 + i:06d}" for i in range(5)]
 
 
-class ScriptedUpstream:
-    """Answers pages of a fixed market ``page_size`` rows at a time; ``faults`` are raised
-    first, in order, for the (fs, page) they are keyed by. Records every request."""
-
-    safe_url = "https://push2.test/api/qt/clist/get"
+class ScriptedUpstream(UpstreamClient):
+    """The real client with its one request replaced by a script: pages of a fixed market
+    ``page_size`` rows at a time; ``faults`` are raised first, in order, for the (fs, page)
+    they are keyed by. Records every request; never opens a socket."""
 
     def __init__(self, market: dict[str, list[dict[str, object]]], page_size: int = 2,
                  faults: dict[tuple[str, int], list[Exception]] | None = None,
                  totals: dict[str, int] | None = None) -> None:
+        super().__init__("https://push2.test")
         self.market = market
         self.page_size = page_size
         self.faults = faults or {}
         self.totals = totals or {}
         self.requests: list[tuple[str, int, str]] = []
 
-    def get_page(self, query: Query[object], pn: int, proxy: object) -> Page:
-        self.requests.append((query.fs, pn, getattr(proxy, "key", "direct")))
+    def get_page(self, query: Query[Any], pn: int, proxy: ProxyLike | None) -> Page:
+        self.requests.append((query.fs, pn, proxy_key(proxy)))
         pending = self.faults.get((query.fs, pn))
         if pending:
-            raise pending.pop(0)
+            raise self.blame(pending.pop(0), proxy)
         rows = self.market.get(query.fs)
         if rows is None:
             return Page(total=None, rows=())
         chunk = rows[(pn - 1) * self.page_size: pn * self.page_size]
         return Page(total=self.totals.get(query.fs, len(rows)), rows=tuple(chunk))
-
-    def close(self) -> None:
-        pass
 
 
 def member_rows(codes: list[str]) -> list[dict[str, object]]:
@@ -99,7 +105,7 @@ class Rig:
             breaker=CircuitBreaker(4, 30.0, clock=self.clock), pacing=pacing, rate=rate,
             metrics=RunMetrics(),
             crew=Crew(self.settings, self.tasks, rate, {}, lambda: False),
-            make_client=lambda: upstream,  # type: ignore[arg-type,return-value]
+            make_client=lambda: upstream,
             fetch_stop=self.fetch_stop, list_stop=self.list_stop, all_done=threading.Event())
         self.worker = Worker(0, self.ctx, kinds, random.Random(2))
 

@@ -58,7 +58,7 @@ class ListIntake:
     def listed(self, listed: Listed, progress: Any, db_gone: bool) -> None:
         """One kind's board list arrived: record deletions, queue the boards to fetch."""
         try:
-            if db_gone or self.error is not None:
+            if db_gone:
                 self.listed_codes |= {b.code for b in listed.boards}
                 self.missing = True
             else:

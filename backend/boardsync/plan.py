@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from .models import Board
+from .store.schema import utc_value
 
 
 class StoredBoard(Protocol):
@@ -44,13 +45,6 @@ class Selection:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def aware(value: datetime | str) -> datetime:
-    """A stored timestamp as an aware UTC datetime (SQLite hands back naive or text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def select(boards: Iterable[Board], stored: Mapping[str, StoredBoard], *, run_id: str,
            force: bool, max_age: float, wanted: Iterable[str], now: datetime) -> Selection:
     """Boards this run must fetch: narrowed by ``wanted`` (empty = all), minus fresh ones.
@@ -71,7 +65,7 @@ def select(boards: Iterable[Board], stored: Mapping[str, StoredBoard], *, run_id
                 out.skipped += 1
                 out.written.append((board, row))
                 continue
-            age = (now - aware(row.synced_at)).total_seconds()
+            age = (now - utc_value(row.synced_at)).total_seconds()
             if not force and age < max_age:
                 out.skipped += 1
                 continue

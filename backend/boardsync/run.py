@@ -296,7 +296,7 @@ class Run:
             case Listed():
                 self.lists.listed(outcome, self.progress, self.writer.gone is not None)
                 if self.lists.error is not None and self.writer.gone is None:
-                    self.writer.gone = self.lists.error  # no write will be tried again
+                    self.writer.stop(self.lists.error)  # no write will be tried again
                     self.halt()
             case ListFailed():
                 quota = self.lists.failed(outcome, user_stop=self.stop.is_set())

@@ -242,7 +242,7 @@ class Worker:
                 step = pager.take(self._request(query, pager.page))
             except UpstreamError as e:
                 if e.proxy is None:  # raised by the pager: name where it came from
-                    e.proxy, e.url = self.slot.key, self.client.safe_url
+                    self.client.blame(e, self.slot)
                 failures += 1
                 if self._page_failed(e, failures):
                     logger.debug("Worker %d: %s page %d: %s; asking again (attempt %d)",
@@ -254,8 +254,7 @@ class Worker:
             if step is Step.DONE:
                 return pager.items
             if step is Step.INCOMPLETE:
-                raise IncompleteData(pager.reason, proxy=self.slot.key,
-                                     url=self.client.safe_url)
+                raise self.client.blame(IncompleteData(pager.reason), self.slot)
 
     # -- failures --------------------------------------------------------------------------
 

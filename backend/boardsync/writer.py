@@ -55,7 +55,7 @@ class BatchWriter:
                  abort: threading.Event, metrics: RunMetrics) -> None:
         self.store = store
         self.batch_size = batch_size
-        self.retries = retries
+        self.retries = max(1, retries)  # every batch is tried at least once
         self.clock = clock
         self.abort = abort
         self.metrics = metrics
@@ -82,12 +82,14 @@ class BatchWriter:
         if self.gone is not None:  # the retry budget is spent: do not wait again
             return Written(batch, None, self.gone)
         items = [(f.board, f.members) for f in batch]
-        for attempt in range(1, self.retries + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return Written(batch, self.store.write_boards(run_id, items), None)
             except DatabaseUnavailable as e:
                 self.metrics.on_error(e.error_class)
-                if attempt == self.retries:
+                if attempt >= self.retries:
                     logger.warning("Run %s: database unavailable (attempt %d/%d): %s; giving "
                                    "up", run_id, attempt, self.retries, e)
                     return self._give_up(batch, e)
@@ -99,8 +101,11 @@ class BatchWriter:
             except StorageError as e:
                 self.metrics.on_error(e.error_class)
                 return self._give_up(batch, e)
-        return self._give_up(batch, StorageError("no write attempt allowed (db_retries 0)"))
+
+    def stop(self, exc: BaseException) -> None:
+        """The database is gone (seen elsewhere): write nothing more this run."""
+        self.gone = self.gone or exc
 
     def _give_up(self, batch: list[Fetched], exc: BaseException) -> Written:
-        self.gone = exc
+        self.stop(exc)
         return Written(batch, None, exc)
