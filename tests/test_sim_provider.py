@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from boardsync.sim import Simulator, load_scenario
+from helpers import wait_until
 
 SCALE = 0.01
 CLIST = "/api/qt/clist/get"
@@ -52,16 +53,6 @@ def via(s: Simulator, proxy: str, session: requests.Session | None = None,
                                      proxies={"http": proxy}, timeout=5)
 
 
-def until(check: Any, timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
-
 def refused(s: Simulator, port: int) -> bool:
     try:
         via(s, f"http://127.0.0.1:{port}")
@@ -97,7 +88,7 @@ def test_too_fast_refusal_then_ok() -> None:
         assert refusal.status_code == 200
         assert refusal.json() == {"code": 111, "data": [], "msg": "请2秒后再试",
                                   "success": False}
-        until(lambda: LINE.match(extract(s).text))
+        assert wait_until(lambda: LINE.match(extract(s).text), limit=3.0)
         c = s.counters()
     assert c["extract_refused_too_fast"] >= 1 and c["ips_issued"] == 2
 
@@ -182,7 +173,7 @@ def test_ip_expires_then_refuses_connections() -> None:
         (port,) = ports(s)
         t0 = time.monotonic()
         assert via(s, f"http://127.0.0.1:{port}", h).status_code == 200
-        until(lambda: refused(s, port))
+        assert wait_until(lambda: refused(s, port), limit=3.0)
         assert time.monotonic() - t0 >= 0.5
         with pytest.raises(requests.exceptions.ConnectionError):
             via(s, f"http://127.0.0.1:{port}", h)  # the kept-alive connection is gone too
@@ -239,7 +230,7 @@ def test_tunnel_requires_auth_and_rotates_identity() -> None:
         assert wrong.status_code == 407
         first = s.tunnel_identity()
         assert via(s, s.tunnel_url, h).status_code == 200
-        until(lambda: s.tunnel_identity() != first)
+        assert wait_until(lambda: s.tunnel_identity() != first, limit=3.0)
         assert via(s, s.tunnel_url, h).status_code == 200
         c = s.counters()
     identities = c["requests_by_identity"]
