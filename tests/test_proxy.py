@@ -334,22 +334,26 @@ def keys(eps: list[ProxyEndpoint]) -> list[str]:
 
 
 def test_kuaidaili_text_with_f_et() -> None:
-    eps = parse_extraction_body(b"113.121.20.15:19382,58\r\n27.150.87.147:22004,119\r\n")
+    eps = parse_extraction_body(b"113.121.20.15:19382,58\r\n27.150.87.147:22004,119\r\n",
+                                wall_now=WALL)
     assert keys(eps) == ["113.121.20.15:19382", "27.150.87.147:22004"]
     assert [e.ttl_s for e in eps] == [58.0, 119.0]
 
 
 def test_kuaidaili_text_plain_and_other_separators() -> None:
-    assert keys(parse_extraction_body("1.2.3.4:80\n5.6.7.8:81")) == ["1.2.3.4:80", "5.6.7.8:81"]
-    assert keys(parse_extraction_body("1.2.3.4:80 5.6.7.8:81")) == ["1.2.3.4:80", "5.6.7.8:81"]
-    assert keys(parse_extraction_body("1.2.3.4:80|5.6.7.8:81")) == ["1.2.3.4:80", "5.6.7.8:81"]
-    assert parse_extraction_body("1.2.3.4:80")[0].ttl_s is None
+    assert keys(parse_extraction_body("1.2.3.4:80\n5.6.7.8:81", wall_now=WALL)) == [
+        "1.2.3.4:80", "5.6.7.8:81"]
+    assert keys(parse_extraction_body("1.2.3.4:80 5.6.7.8:81", wall_now=WALL)) == [
+        "1.2.3.4:80", "5.6.7.8:81"]
+    assert keys(parse_extraction_body("1.2.3.4:80|5.6.7.8:81", wall_now=WALL)) == [
+        "1.2.3.4:80", "5.6.7.8:81"]
+    assert parse_extraction_body("1.2.3.4:80", wall_now=WALL)[0].ttl_s is None
 
 
 def test_kuaidaili_json_proxy_list() -> None:
     body = ('{"msg": "", "code": 0, "data": {"count": 2, "today_left_count": 98, '
             '"proxy_list": ["124.172.117.189:80,55", "219.133.31.120:8888"]}}')
-    eps = parse_extraction_body(body)
+    eps = parse_extraction_body(body, wall_now=WALL)
     assert keys(eps) == ["124.172.117.189:80", "219.133.31.120:8888"]
     assert [e.ttl_s for e in eps] == [55.0, None]
 
@@ -364,21 +368,22 @@ def test_zhima_json_list_with_expire_time() -> None:
 
 
 def test_juliang_text_ip_remain_and_city() -> None:
-    eps = parse_extraction_body("114.98.162.2:48581,281\r\n112.84.17.21:31114,江苏徐州\r\n")
+    eps = parse_extraction_body("114.98.162.2:48581,281\r\n112.84.17.21:31114,江苏徐州\r\n",
+                                wall_now=WALL)
     assert keys(eps) == ["114.98.162.2:48581", "112.84.17.21:31114"]
     assert [e.ttl_s for e in eps] == [281.0, None]
 
 
 def test_juliang_json_code_200() -> None:
     body = '{"code":200,"msg":"请求成功","data":{"count":1,"proxy_list":["1.2.3.4:5678,120"]}}'
-    (ep,) = parse_extraction_body(body)
+    (ep,) = parse_extraction_body(body, wall_now=WALL)
     assert ep.key == "1.2.3.4:5678" and ep.ttl_s == 120.0
 
 
 def test_91http_json_proxy_list_of_objects() -> None:
     body = ('{"code":0,"data":{"proxy_list":[{"ip":"1.2.3.4","port":80},'
             '{"ip":"5.6.7.8","port":"81"}],"surplus_quantity":50}}')
-    assert keys(parse_extraction_body(body)) == ["1.2.3.4:80", "5.6.7.8:81"]
+    assert keys(parse_extraction_body(body, wall_now=WALL)) == ["1.2.3.4:80", "5.6.7.8:81"]
 
 
 def test_qg_success_uses_server_not_exit_ip() -> None:
@@ -392,7 +397,7 @@ def test_qg_success_uses_server_not_exit_ip() -> None:
 
 def test_xiequ_capitalised_fields() -> None:
     body = '{"code":0,"data":[{"IP":"1.2.3.4","Port":8888}],"msg":"0"}'
-    assert keys(parse_extraction_body(body)) == ["1.2.3.4:8888"]
+    assert keys(parse_extraction_body(body, wall_now=WALL)) == ["1.2.3.4:8888"]
 
 
 @pytest.mark.parametrize(
@@ -426,7 +431,7 @@ def test_xiequ_capitalised_fields() -> None:
 def test_error_bodies_are_classified(body: str, exc: type[Exception],
                                      retry_after: float | None) -> None:
     with pytest.raises(exc) as ei:
-        parse_extraction_body(body)
+        parse_extraction_body(body, wall_now=WALL)
     assert type(ei.value) is exc
     if exc is ExtractionThrottled:
         assert ei.value.retry_after == retry_after  # type: ignore[attr-defined]
@@ -434,15 +439,15 @@ def test_error_bodies_are_classified(body: str, exc: type[Exception],
 
 def test_one_bad_line_makes_the_whole_body_an_error() -> None:
     with pytest.raises(ProviderError):
-        parse_extraction_body("1.2.3.4:80\r\nnot an ip\r\n")
+        parse_extraction_body("1.2.3.4:80\r\nnot an ip\r\n", wall_now=WALL)
     with pytest.raises(ProviderError):
-        parse_extraction_body('{"code":0,"data":[{"ip":"1.2.3.4"}]}')  # no port
+        parse_extraction_body('{"code":0,"data":[{"ip":"1.2.3.4"}]}', wall_now=WALL)  # no port
 
 
 def test_gbk_body_is_decoded() -> None:
     body = '{"code":111,"msg":"请2秒后再试","success":false}'.encode("gbk")
     with pytest.raises(ExtractionThrottled):
-        parse_extraction_body(body)
+        parse_extraction_body(body, wall_now=WALL)
 
 
 # --- the manager -------------------------------------------------------------------------------

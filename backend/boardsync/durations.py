@@ -35,17 +35,30 @@ def parse_duration(text: str, key: str = "duration", *, allow_zero: bool = False
         pos = m.end()
     if not cleaned or pos != len(cleaned):
         raise ConfigError(f"{key}: {text!r} is not a duration like 30s, 30m, 1h30m or 2d", key)
-    if total < 0 or (total == 0 and not allow_zero):
+    if total == 0 and not allow_zero:
         raise ConfigError(f"{key}: must be > 0, got {text!r}", key)
     return total
 
 
+#: The longest wait a ``Retry-After`` may ask for; a longer one is read as this. A header is
+#: the other side's word, and a date years ahead must not stall a run (or the daemon) for
+#: good: an hour is longer than any rate-limit window or ban reported for the upstream or the
+#: providers, and the caller still stops, retries or gives up on its own terms.
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """A ``Retry-After`` value in seconds from ``now`` (delta-seconds or an HTTP date).
+    """A ``Retry-After`` value in seconds from ``now`` (delta-seconds or an HTTP date), at most
+    :data:`MAX_RETRY_AFTER_S`.
 
     None when absent or malformed; a date in the past is 0. ``now`` is the aware wall time
     (from the injected clock), so the date form is testable.
     """
+    seconds = _retry_after_seconds(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
+
+
+def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()

@@ -12,13 +12,15 @@ and rationed (a daily quota; each IP lives about a minute). One concept per modu
 - :mod:`.manager` - :class:`ProxyManager`, which hands each worker its own IP;
 - :mod:`.factory` - :func:`build_proxy_manager`, from settings to a manager.
 
-Everything callers used to import from the single ``boardsync.proxy`` module is re-exported
-here; ``workers_auto`` and ``DEFAULT_WORKERS_UNPACED`` now live in :mod:`boardsync.sizing`.
+The public names are re-exported here. Not carried over from the single ``proxy.py``:
+``redact_url`` (now :func:`boardsync.redact.strip_url`), ``workers_auto`` (now in
+:mod:`boardsync.sizing`, without ``source=``), the ``now=``/``sleep=``/``wall=`` arguments (one
+:class:`~boardsync.clock.Clock` instead) and the sources' ``rotates_itself``/``unlimited``/
+``size`` (now ``shared()`` and ``supply()``).
 """
 
 from __future__ import annotations
 
-from ..sizing import DEFAULT_WORKERS_UNPACED, workers_auto
 from .bucket import LeakyBucket
 from .extraction import PROVIDER_TZ, classify_error_body, parse_extraction_body
 from .factory import build_proxy_manager, build_source
@@ -33,7 +35,6 @@ from .sources import (
 from .values import Proxy, ProxyEndpoint, ProxyStats
 
 __all__ = [
-    "DEFAULT_WORKERS_UNPACED",
     "PROVIDER_TZ",
     "DirectSource",
     "ExtractionApiSource",
@@ -50,5 +51,4 @@ __all__ = [
     "classify_error_body",
     "jittered_ttl",
     "parse_extraction_body",
-    "workers_auto",
 ]

@@ -12,7 +12,6 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..clock import SYSTEM
 from ..errors import (
     ExtractionThrottled,
     ProviderAuthError,
@@ -204,8 +203,7 @@ def _parse_json_body(obj: Any, wall_now: float) -> list[ProxyEndpoint]:
     return out
 
 
-def parse_extraction_body(body: str | bytes, *, wall_now: float | None = None
-                          ) -> list[ProxyEndpoint]:
+def parse_extraction_body(body: str | bytes, *, wall_now: float) -> list[ProxyEndpoint]:
     """Parse an extraction reply into endpoints, or raise the error it carries.
 
     The shape is sniffed from the content, not from the format we asked for, because providers
@@ -223,15 +221,14 @@ def parse_extraction_body(body: str | bytes, *, wall_now: float | None = None
 
     Args:
         body: the raw reply.
-        wall_now: epoch seconds used to turn ``expire_time`` into seconds left
-            (``None`` = the system clock's wall time; callers with a clock pass theirs).
+        wall_now: epoch seconds of the caller's wall clock, to turn an absolute
+            ``expire_time`` into seconds left.
 
     Raises:
         ExtractionThrottled, QuotaExhausted, ProviderAuthError, ProviderError.
     """
     text = _decode(body) if isinstance(body, bytes) else body
     text = text.strip().lstrip("\ufeff")
-    wall = SYSTEM.wall().timestamp() if wall_now is None else wall_now
     if not text:
         raise ProviderError("provider returned an empty body")
     if text[0] in "{[":
@@ -240,7 +237,7 @@ def parse_extraction_body(body: str | bytes, *, wall_now: float | None = None
         except ValueError:
             obj = None
         if obj is not None:
-            return _parse_json_body(obj, wall)
+            return _parse_json_body(obj, wall_now)
     tokens = [t for t in re.split(r"[\s|]+", text) if t]
     endpoints = [_parse_token(t) for t in tokens]
     if all(ep is not None for ep in endpoints):

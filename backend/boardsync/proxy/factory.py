@@ -66,7 +66,7 @@ def build_proxy_manager(settings: Settings, *, clock: Clock = SYSTEM,
         ttl_jitter=settings.ip_ttl_jitter,
         bucket=LeakyBucket(settings.extract_interval, clock=clock),
         clock=clock,
-        rng=rng or random.Random(),
+        rng=rng,
         # One call for the board list and every worker, then replacements as needed.
         batch=settings.extract_batch,
         demand_sized=settings.extract_batch > 1,

@@ -16,8 +16,9 @@ import logging
 import math
 import re
 import threading
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -301,15 +302,15 @@ class ExtractionApiSource:
             raise ProviderError(
                 f"extraction call to {self.safe_url} failed: {type(e).__name__}"
             ) from e
-        wall_now = self._clock.wall().timestamp()
+        wall = self._clock.wall()
         if resp.status_code != 200:
-            self._raise_for_status(resp, wall_now)
-        return parse_extraction_body(resp.content, wall_now=wall_now)
+            self._raise_for_status(resp, wall)
+        return parse_extraction_body(resp.content, wall_now=wall.timestamp())
 
-    def _raise_for_status(self, resp: requests.Response, wall_now: float) -> None:
+    def _raise_for_status(self, resp: requests.Response, wall: datetime) -> NoReturn:
         """A non-200 reply: the error its body names if it names one, else one by status."""
         try:
-            parse_extraction_body(resp.content, wall_now=wall_now)
+            parse_extraction_body(resp.content, wall_now=wall.timestamp())
         except (ExtractionThrottled, QuotaExhausted, ProviderAuthError):
             raise
         except ProviderError:
@@ -318,8 +319,7 @@ class ExtractionApiSource:
         if status == 429:
             raise ExtractionThrottled(
                 f"extraction API {self.safe_url}: HTTP 429",
-                retry_after=parse_retry_after(resp.headers.get("Retry-After"),
-                                              self._clock.wall()),
+                retry_after=parse_retry_after(resp.headers.get("Retry-After"), wall),
             )
         if status in (401, 403):
             raise ProviderAuthError(f"extraction API {self.safe_url}: HTTP {status}")
