@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from helpers import T0
-
 from boardsync.durations import MAX_RETRY_AFTER_S, parse_retry_after
+from helpers import T0
 
 
 def test_delta_seconds_and_http_dates_are_read_from_now() -> None:
