@@ -39,6 +39,7 @@ EXPECTED: dict[str, tuple[str, bool, bool]] = {
     "HTTPStatusError": ("http_5xx", True, True),
     "Blocked": ("blocked", True, True),
     "InvalidResponse": ("invalid_json", True, True),
+    "TooManyPages": ("invalid_json", True, True),
     "EmptyData": ("empty_data", True, True),
     "IncompleteData": ("incomplete", False, True),
     "BadRequest": ("bad_request", False, False),

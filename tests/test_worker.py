@@ -183,6 +183,18 @@ def test_pages_that_do_not_add_up_retry_the_board_on_the_same_ip(tmp_path: Path)
     assert len({key for _, _, key in rig.upstream.requests}) == 1  # the IP was never blamed
 
 
+def test_a_board_planning_too_many_pages_fails_its_attempt_without_asking_again(
+        tmp_path: Path) -> None:
+    fs = members_query(BOARD.code).fs
+    rig = Rig(tmp_path, ScriptedUpstream(market(), page_size=1, totals={fs: 5000}),
+              max_retry=2)
+    rig.tasks.put(Task(0, BOARD))
+    outcomes = rig.run()
+    assert [type(o) for o in outcomes] == [Retrying, Failed]
+    assert all(o.error_class == "invalid_json" for o in outcomes)  # type: ignore[union-attr]
+    assert [pn for _, pn, _ in rig.upstream.requests] == [1, 1]  # one request per attempt
+
+
 def test_a_stop_puts_the_board_back_unreported(tmp_path: Path) -> None:
     rig = Rig(tmp_path, ScriptedUpstream(market()))
     rig.tasks.put(Task(0, BOARD))

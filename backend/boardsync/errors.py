@@ -90,6 +90,14 @@ class InvalidResponse(UpstreamError, ValueError):
     error_class = "invalid_json"
 
 
+class TooManyPages(InvalidResponse):
+    """Page 1 plans more pages than any real board needs: the fetch is refused whole.
+
+    Not a bad *page* (asking page 1 again would plan the same), so it fails the attempt at
+    once instead of being asked again in place.
+    """
+
+
 class EmptyData(UpstreamError):
     """``data`` was null or empty where rows were expected; may be a soft ban, retry on a new IP."""
 

@@ -25,7 +25,14 @@ from .breaker import CLOSED, CircuitBreaker
 from .clock import Clock
 from .config import Settings
 from .crew import Crew
-from .errors import BoardsyncError, IncompleteData, Interrupted, QuotaExhausted, UpstreamError
+from .errors import (
+    BoardsyncError,
+    IncompleteData,
+    Interrupted,
+    QuotaExhausted,
+    TooManyPages,
+    UpstreamError,
+)
 from .logctx import bind
 from .metrics import RunMetrics
 from .models import Board
@@ -240,6 +247,8 @@ class Worker:
             self.pace(stop)
             try:
                 step = pager.take(self._request(query, pager.page))
+            except TooManyPages as e:  # the plan, not this page: the attempt fails at once
+                raise self.client.blame(e, self.slot) from None
             except UpstreamError as e:
                 if e.proxy is None:  # raised by the pager: name where it came from
                     self.client.blame(e, self.slot)

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ..errors import BadRequest, EmptyData, InvalidResponse
+from ..errors import BadRequest, EmptyData, TooManyPages
 from ..models import KIND_FILTERS, Board, Member, is_board_code, member_filter
 from .parse import Page, parse_board_row, parse_member_row
 
@@ -192,13 +192,14 @@ class Pager(Generic[T]):
 
         Raises:
             EmptyData: page 1 has ``data: null``, or a positive total and no rows.
-            InvalidResponse: a row of this page is garbled, or page 1 plans more than
+            InvalidResponse: a row of this page is garbled, or (:class:`TooManyPages`, which
+                refuses the whole fetch, not this page) page 1 plans more than
                 ``max_pages`` pages.
             RuntimeError: called again after DONE or INCOMPLETE (a caller's bug).
 
-            Either exception is about this page only and leaves the pager unchanged, so the
-            caller may ask the same ``self.page`` again (on another IP, say). They carry no
-            ``proxy``/``url``: the caller knows those and sets them.
+            Apart from :class:`TooManyPages`, an exception is about this page only and leaves
+            the pager unchanged, so the caller may ask the same ``self.page`` again (on another
+            IP, say). They carry no ``proxy``/``url``: the caller knows those and sets them.
         """
         if self._finished is not None:
             raise RuntimeError(f"{self.query.what}: take() after {self._finished.value}")
@@ -225,7 +226,7 @@ class Pager(Generic[T]):
         per_page = len(parsed)
         planned = math.ceil(total / per_page)
         if self.max_pages is not None and planned > self.max_pages:
-            raise InvalidResponse(f"{self.query.what}: total={total} at {per_page} rows/page "
+            raise TooManyPages(f"{self.query.what}: total={total} at {per_page} rows/page "
                                   f"needs {planned} pages (> {self.max_pages})")
         self._plan = _Plan(total, per_page, planned, planned + self.extra_pages)
         self.total = total
