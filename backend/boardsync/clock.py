@@ -68,6 +68,17 @@ class SystemClock:
 SYSTEM: Clock = SystemClock()
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime; a naive one is taken to be UTC already (SQLite
+    and the state file keep UTC without an offset)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_utc(value: datetime | str) -> datetime:
+    """:func:`as_utc` of a datetime or of its ISO 8601 text (``ValueError`` if it is not)."""
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 def iso(moment: datetime) -> str:
     """``moment`` as ISO 8601 to the second (``2026-12-02T04:39:42+00:00``)."""
     return moment.isoformat(timespec="seconds")

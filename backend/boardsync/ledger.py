@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .clock import Clock, iso
+from .clock import Clock, iso, parse_utc
 from .models import Board, checksum
 from .outcomes import Failed, Fetched, Retrying, Summary
 from .state import StateFile
-from .store.schema import utc_value
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class Ledger:
         rec = self.state.board(board.code) or {}
         if rec.get("status") == "ok" and rec.get("run_id") == self.run_id:
             return
-        synced = iso(utc_value(row.synced_at))
+        synced = iso(parse_utc(row.synced_at))
         self.state.update_board(board.code, status="ok", rows=row.member_count,
                                 checksum=row.checksum, run_id=self.run_id, synced_at=synced,
                                 kind=board.kind, name=board.name, last_error_class=None)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .clock import parse_utc
 from .models import Board
-from .store.schema import utc_value
 
 
 class StoredBoard(Protocol):
@@ -65,7 +65,7 @@ def select(boards: Iterable[Board], stored: Mapping[str, StoredBoard], *, run_id
                 out.skipped += 1
                 out.written.append((board, row))
                 continue
-            age = (now - utc_value(row.synced_at)).total_seconds()
+            age = (now - parse_utc(row.synced_at)).total_seconds()
             if not force and age < max_age:
                 out.skipped += 1
                 continue

@@ -31,8 +31,11 @@ import json
 import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
+
+from .clock import as_utc
+from .clock import iso as clock_iso
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +51,7 @@ def iso(value: datetime | None) -> str | None:
     """A datetime as ISO 8601 UTC with ``Z`` (naive values are taken to be UTC)."""
     if value is None:
         return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return clock_iso(as_utc(value)).replace("+00:00", "Z")
 
 
 def plain(value: Any) -> Any:

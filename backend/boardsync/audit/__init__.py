@@ -24,8 +24,6 @@ Modules: :mod:`~boardsync.audit.inputs` (dates, codes, opening the sources),
 
 from __future__ import annotations
 
-import logging
-
 from .inputs import (
     as_of_instant,
     check_board_code,
@@ -50,8 +48,6 @@ from .queries import (
 )
 from .trail import board_digests_for, board_trail, format_trail
 from .verification import PROBLEMS, Problem, VerifyResult, verify, verify_store
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "BOARD_COLUMNS", "CHANGE_COLUMNS", "MEMBER_COLUMNS", "PROBLEMS", "RUN_COLUMNS",

@@ -11,20 +11,18 @@ end of the day (the bound is exclusive, so ``--since D --until D`` is exactly da
 
 from __future__ import annotations
 
-import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from ..clock import as_utc
 from ..errors import ConfigError, StateError
 from ..models import is_board_code, is_stock_code
 from ..state import StateFile
 from ..store import Store
-
-logger = logging.getLogger(__name__)
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -43,13 +41,12 @@ def parse_time(text: str, *, option: str, end_of_day: bool = False) -> datetime:
     """
     raw = text.strip()
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z")
-                                       else raw)
+        value = datetime.fromisoformat(raw)
     except ValueError:
         raise ConfigError(f"{option}: not a date {text!r} (use YYYY-MM-DD or "
                           "YYYY-MM-DDTHH:MM[:SS][+HH:MM]; UTC unless an offset is given)",
                           option) from None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    value = as_utc(value)
     if end_of_day and _DATE_ONLY.match(raw):
         value += timedelta(days=1)
     return value

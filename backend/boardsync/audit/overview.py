@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..clock import SYSTEM, Clock
+from ..clock import SYSTEM, Clock, parse_utc
 from ..report import iso, render_table
-
-logger = logging.getLogger(__name__)
 
 
 def _parse_iso(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def state_overview(data: Mapping[str, Any], *, max_age_s: float,

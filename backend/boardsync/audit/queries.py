@@ -6,16 +6,13 @@ tuples, for :mod:`boardsync.report` to render.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import ConfigError
-from ..store import Store
+from ..store import RunRecord, Store
 from .inputs import check_board_code, check_stock_code
-
-logger = logging.getLogger(__name__)
 
 BOARD_COLUMNS = ("code", "name", "kind", "members", "checksum", "last_run_id", "synced_at",
                  "first_seen_at", "last_seen_at", "deleted_at")
@@ -38,6 +35,14 @@ def board_rows(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
 def _known_board(store: Store, code: str) -> None:
     if not any(r.code == code for r in store.board_list()):
         raise ConfigError(f"board {code} is not in the database {store.url}", "board")
+
+
+def _known_run(store: Store, run_id: str) -> RunRecord:
+    rec = store.run(run_id)
+    if rec is None:
+        raise ConfigError(f"no run {run_id!r} in the database {store.url} (see `boardsync "
+                          "runs`)", "run")
+    return rec
 
 
 def member_rows(store: Store, code: str, as_of: datetime | None = None) -> list[dict[str, Any]]:
@@ -63,6 +68,8 @@ def change_rows(store: Store, board: str | None = None, since: datetime | None =
     code = check_board_code(board) if board is not None else None
     if code is not None:
         _known_board(store, code)
+    if run_id is not None:
+        _known_run(store, run_id)  # else an empty answer would read "that run changed nothing"
     return [{"at": c.at, "run_id": c.run_id, "board_code": c.board_code, "event": c.event,
              "stock_code": c.stock_code, "stock_name": c.stock_name}
             for c in store.changes(code, since, until) if run_id is None or c.run_id == run_id]
@@ -127,10 +134,7 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
     Raises:
         ConfigError: no run with that id.
     """
-    rec = store.run(run_id)
-    if rec is None:
-        raise ConfigError(f"no run {run_id!r} in the database {store.url} (see `boardsync "
-                          "runs`)", "run")
+    rec = _known_run(store, run_id)
     events = Counter(c.event for c in _run_changes(store, rec))
     out = _run_row(rec)
     out.update(host=rec.host, pid=rec.pid, history_joins=events.get("join", 0),

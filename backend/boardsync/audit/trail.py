@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -13,8 +12,6 @@ from ..report import iso
 from ..store import BoardDigest, Store, board_digests
 from .inputs import check_board_code
 from .verification import verify
-
-logger = logging.getLogger(__name__)
 
 
 def board_trail(store: Store, data: Mapping[str, Any], code: str) -> dict[str, Any]:

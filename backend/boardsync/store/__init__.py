@@ -68,8 +68,6 @@ modules kept its code and ``self``.
 
 from __future__ import annotations
 
-import logging
-
 from .engine import PG_CONNECT_TIMEOUT_S, SQLITE_BUSY_TIMEOUT_S, Database
 from .queries import Queries, board_digests
 from .records import BoardDigest, BoardRow, Change, RunRecord, StockBoard, WriteResult
@@ -85,8 +83,6 @@ from .schema import (
     runs_t,
 )
 from .write import Writes
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "ADVISORY_LOCK_KEY", "PG_CONNECT_TIMEOUT_S", "SQLITE_BUSY_TIMEOUT_S", "BoardDigest",

@@ -20,10 +20,16 @@ def check_run_id(run_id: str) -> None:
         raise BadRequest(f"bad run id {run_id!r} (need 1-64 characters)")
 
 
+def check_board_code(code: str) -> None:
+    """BadRequest unless ``code`` is ``BK`` + 4 digits (it goes into SQL parameters only, but a
+    malformed code is a caller's bug worth stopping)."""
+    if not is_board_code(code):
+        raise BadRequest(f"not a board code: {code!r}")
+
+
 def check_board(board: Board) -> None:
     """A board's code, name and kind fit their columns (NUL is not storable in PostgreSQL)."""
-    if not is_board_code(board.code):
-        raise BadRequest(f"not a board code: {board.code!r}")
+    check_board_code(board.code)
     if not isinstance(board.name, str) or "\x00" in board.name:
         raise BadRequest(f"board {board.code}: bad name {board.name!r}")
     if not isinstance(board.kind, str) or not board.kind or len(board.kind) > 16:

@@ -68,7 +68,6 @@ class RunLock(Database):
             with self._file_lock(holder):
                 yield
 
-
     def lock_path(self) -> Path | None:
         """The ``flock`` file of a SQLite file database (``None`` otherwise)."""
         path = self._sqlite_path()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -26,8 +25,6 @@ from sqlalchemy.engine import Connection
 from .engine import Database
 from .records import Row
 from .schema import UTCDateTime
-
-logger = logging.getLogger(__name__)
 
 #: Joiners of one PostgreSQL write are COPYed here, then inserted into history and memberships.
 #: Created once per connection (IF NOT EXISTS); ON COMMIT DELETE ROWS empties it at each commit,

@@ -7,18 +7,16 @@ transaction.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..clock import parse_utc
 from ..models import Board, Member, checksum
 from .engine import Database
 from .records import BoardDigest, BoardRow, Change, StockBoard
-from .schema import boards_t, history_t, memberships_t, utc, utc_value
-
-logger = logging.getLogger(__name__)
+from .schema import boards_t, history_t, memberships_t, utc
 
 
 class Queries(Database):
@@ -81,9 +79,9 @@ class Queries(Database):
         leaves = sa.select(h.board_code, h.stock_code, h.stock_name, sa.literal("leave"),
                            h.valid_to, h.to_run_id).where(*window(h.valid_to))
         with self._tx("changes") as conn:
-            rows = [Change(b, s, n, ev, utc_value(at), r)
+            rows = [Change(b, s, n, ev, parse_utc(at), r)
                     for b, s, n, ev, at, r in conn.execute(joins)]
-            rows += [Change(b, s, n, ev, utc_value(at), r)
+            rows += [Change(b, s, n, ev, parse_utc(at), r)
                      for b, s, n, ev, at, r in conn.execute(leaves)]
         rows.sort(key=lambda c: (c.at, c.board_code, c.event != "leave", c.stock_code))
         return rows

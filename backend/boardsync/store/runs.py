@@ -8,7 +8,6 @@ or an API key.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +18,6 @@ from .checks import check_run_id
 from .engine import Database
 from .records import RunRecord
 from .schema import runs_t
-
-logger = logging.getLogger(__name__)
 
 
 class Runs(Database):

@@ -8,16 +8,14 @@ the store imports them. Migrations are additive (``create_all`` adds what is mis
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..clock import as_utc, parse_utc
 from ..errors import BadRequest
-
-logger = logging.getLogger(__name__)
 
 #: PostgreSQL advisory lock key of "one sync per database" (ASCII "boardsyn" as an int64).
 ADVISORY_LOCK_KEY = 0x626F61726473796E
@@ -38,28 +36,14 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return utc(value)
+        return None if value is None else parse_utc(value)
 
 
 def utc(value: datetime) -> datetime:
     """``value`` as an aware UTC datetime (naive means UTC); BadRequest for a non-datetime."""
     if not isinstance(value, datetime):
         raise BadRequest(f"expected a datetime, got {type(value).__name__}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utc_value(value: Any) -> datetime:
-    """A column value as an aware UTC datetime, also when it comes back as text.
-
-    A literal-typed union column (the change feed) loses its type: SQLite returns text.
-    """
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return utc(value)
+    return as_utc(value)
 
 
 metadata = sa.MetaData()

@@ -14,9 +14,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import BadRequest
-from ..models import Board, Member, checksum, is_board_code
-from .checks import check_board, check_run_id, validate_items
+from ..models import Board, Member, checksum
+from .checks import check_board, check_board_code, check_run_id, validate_items
 from .lock import RunLock
 from .merge import Merge
 from .records import Batch, WriteResult
@@ -157,8 +156,7 @@ class Writes(Merge, RunLock):
         Closes its open history intervals (``to_run_id=run_id``), removes its current members,
         sets ``deleted_at`` and an empty member count/checksum. The history is kept.
         """
-        if not is_board_code(board_code):
-            raise BadRequest(f"not a board code: {board_code!r}")
+        check_board_code(board_code)
         check_run_id(run_id)
         when = self._when(at)
         h, m, b = history_t.c, memberships_t.c, boards_t.c
