@@ -37,7 +37,6 @@ SMALL = {"stocks": 800, "industry_boards": 20, "industry_memberships": 1000,
          "concept_boards": 60, "concept_memberships": 4000, "largest_board_size": 400}
 
 
-
 @contextmanager
 def world(seed: int = 3, scale: float = SCALE, **overrides: Any) -> Iterator[Simulator]:
     scn = load_scenario("clean").with_overrides(**(SMALL | overrides))

@@ -131,7 +131,6 @@ def test_ut_is_sent_when_set(serve: Any) -> None:
     assert up.queries[0]["ut"] == "fa5fd1943c7b386f172d6893dbfba10b"
 
 
-
 def test_board_list_np_object_and_jsonp(serve: Any) -> None:
     codes = [f"BK{i:04d}" for i in range(400, 486)]  # 86 industry boards
 
@@ -352,7 +351,6 @@ def test_requests_go_through_the_proxy_url(serve: Any) -> None:
     assert len(result) == 30 and up.paths == [CLIST_PATH]
 
 
-
 def test_sessions_ignore_the_environment_and_forget_cookies_on_a_new_ip(serve: Any) -> None:
     served: list[int] = []
 
@@ -411,6 +409,7 @@ def test_a_failed_page_is_asked_again_in_place(serve: Any) -> None:
 def test_a_page_that_keeps_failing_is_raised(serve: Any) -> None:
     up = serve(lambda q: Reply(b"x", status=502))
     attempts: list[int] = []
+
     def again(exc: UpstreamError, attempt: int) -> bool:
         attempts.append(attempt)
         return attempt < 3

@@ -107,7 +107,6 @@ class Upstream:
         self.server.server_close()
 
 
-
 @dataclass(frozen=True)
 class P:
     """A proxy-like: key and url (None = direct)."""

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from .clock import SYSTEM, Clock
+from .clock import SYSTEM, Clock, iso
 from .errors import BoardsyncError, Locked
 from .health import Telemetry
 from .schedule import (
@@ -358,7 +358,7 @@ class Daemon:
     # -- views ------------------------------------------------------------------------------
 
     def _show(self, when: datetime | None) -> str | None:
-        return None if when is None else when.astimezone(self.tz).isoformat(timespec="seconds")
+        return None if when is None else iso(when.astimezone(self.tz))
 
     def status(self) -> dict[str, Any]:
         """The ``/status`` document: the daemon's schedule plus the telemetry's run data."""

@@ -44,7 +44,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
 #: Durations that must be strictly positive (a zero TTL or timeout cannot work).
 _POSITIVE = ("ip_ttl", "connect_timeout", "read_timeout")
 #: String keys with a fixed set of values.
-_CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple[str, ...]] = {
     "pacing": ("fixed", "adaptive"),
     "board_order": ("largest", "listed"),
     "progress": ("auto", "bar", "log", "none"),
@@ -149,7 +149,7 @@ class Settings:
         _check_url("upstream_url", self.upstream_url)
         _check_db_url(self.db_url)
         self._validate_selection()
-        for key, choices in _CHOICES.items():
+        for key, choices in CHOICES.items():
             _check_choice(key, getattr(self, key), choices)
         self._validate_numbers()
         self._validate_proxy()

@@ -65,6 +65,7 @@ DEFAULT_DEBOUNCE_MS = 500
 #: Boards keep the ids of at most this many runs that wrote them (the audit trail).
 WRITTEN_BY_KEEP = 50
 
+
 def _empty() -> dict[str, Any]:
     return {"version": STATE_VERSION, "updated_at": None, "current_run": None, "runs": [],
             "boards": {}}

@@ -19,6 +19,7 @@ import click
 
 from .. import audit, report
 from ..errors import ConfigError, StateError, StorageError
+from ..models import KINDS
 from .common import library_errors, load_cli_settings
 from .exitcodes import EXIT_DISAGREE
 
@@ -66,7 +67,7 @@ def _echo_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str | 
 
 
 @click.command("boards")
-@click.option("--kind", type=click.Choice(["industry", "concept", "region"]),
+@click.option("--kind", type=click.Choice(KINDS),
               help="Only boards of this kind.")
 @_format_opt
 @_db_opt
@@ -79,6 +80,7 @@ def boards_cmd(obj: dict[str, Any], kind: str | None, fmt: str | None,
     """
     with _store(obj, db_url) as store, _errors():
         _echo_rows(audit.board_rows(store, kind), audit.BOARD_COLUMNS, fmt)
+
 
 @click.command("members")
 @click.argument("code")
@@ -97,16 +99,13 @@ def members_cmd(obj: dict[str, Any], code: str, as_of: str | None, fmt: str | No
     with _store(obj, db_url) as store, _errors():
         _echo_rows(audit.member_rows(store, code, when), audit.MEMBER_COLUMNS, fmt)
 
+
 @click.command("changes")
 @click.option("--board", help="Only this board (e.g. BK0475).")
 @click.option("--since", help="From this time (inclusive): YYYY-MM-DD (start of day, UTC) "
                               "or an ISO date-time.")
-
-
 @click.option("--until", help="Up to this time (exclusive); a bare date includes that "
                               "whole day.")
-
-
 @click.option("--run", "run_id", help="Only the changes recorded by this run id.")
 @_format_opt
 @_db_opt
@@ -129,6 +128,7 @@ def changes_cmd(obj: dict[str, Any], board: str | None, since: str | None,
         _echo_rows(audit.change_rows(store, board, lo, hi, run_id), audit.CHANGE_COLUMNS,
                    fmt)
 
+
 @click.command("stock")
 @click.argument("code")
 @_format_opt
@@ -140,6 +140,7 @@ def stock_cmd(obj: dict[str, Any], code: str, fmt: str | None, db_url: str | Non
         code = audit.check_stock_code(code)
     with _store(obj, db_url) as store, _errors():
         _echo_rows(audit.stock_rows(store, code), audit.STOCK_COLUMNS, fmt)
+
 
 @click.group("runs", invoke_without_command=True)
 @click.option("--limit", type=int, default=20, show_default=True,
@@ -157,6 +158,7 @@ def runs_cmd(ctx: click.Context, limit: int, fmt: str | None, db_url: str | None
     with _store(ctx.obj, db_url) as store, _errors():
         _echo_rows(audit.run_rows(store, limit), audit.RUN_COLUMNS, fmt)
 
+
 @runs_cmd.command("show")
 @click.argument("run_id")
 @_format_opt
@@ -168,9 +170,11 @@ def runs_show_cmd(obj: dict[str, Any], run_id: str, fmt: str | None,
     with _store(obj, db_url) as store, _errors():
         click.echo(report.render_record(audit.run_detail(store, run_id), _fmt(fmt)))
 
+
 @click.group("state")
 def state_grp() -> None:
     """Inspect the state file and verify it against the database (audits)."""
+
 
 @state_grp.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
@@ -191,6 +195,7 @@ def state_show_cmd(obj: dict[str, Any], as_json: bool, state_path: str | None,
     click.echo(report.render_json(ov) if as_json else
                audit.format_overview(ov, settings.state_path))
 
+
 @state_grp.command("board")
 @click.argument("code")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
@@ -207,6 +212,7 @@ def state_board_cmd(obj: dict[str, Any], code: str, as_json: bool,
     with _store(obj, db_url) as store, _errors():
         trail = audit.board_trail(store, data, code)
     click.echo(report.render_json(trail) if as_json else audit.format_trail(trail))
+
 
 @state_grp.command("verify")
 @_state_opt

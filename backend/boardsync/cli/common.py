@@ -19,6 +19,7 @@ from ..config import FIELDS, Settings, load_settings
 from ..errors import BoardsyncError, ConfigError
 from ..logctx import ContextFilter
 from ..logjson import JsonFormatter
+from ..settings import CHOICES
 from .exitcodes import EXIT_USAGE, error_line, for_error
 
 LOG_FORMAT = ("%(asctime)s %(levelname)-7s run=%(run)s worker=%(worker)s board=%(board)s "
@@ -67,11 +68,11 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--req-delay-max", type=float, help="Max random delay before a request (s)."),
         click.option("--max-retry", type=int, help="Attempts before a board fails for good."),
         click.option("--max-age", help="Skip boards synced more recently (e.g. 3600, 20h)."),
-        click.option("--proxy", type=click.Choice(["direct", "static", "api", "tunnel"]),
+        click.option("--proxy", type=click.Choice(CHOICES["proxy"]),
                      help="Proxy source (default direct)."),
         click.option("--proxy-file", help="Static proxy list file."),
         click.option("--proxy-api-url", help="Provider extraction API URL. [secret]"),
-        click.option("--proxy-api-format", type=click.Choice(["txt", "json"]),
+        click.option("--proxy-api-format", type=click.Choice(CHOICES["proxy_api_format"]),
                      help="Extraction body format."),
         click.option("--proxy-tunnel-url", help="Tunnel gateway http://user:pass@host:port."),
         click.option("--extract-interval", type=float,
@@ -83,7 +84,7 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--shrink-threshold", type=float,
                      help="Fraction of shrinkage that makes a board suspicious (0.5)."),
         click.option("--shutdown-timeout", type=float, help="Seconds a graceful stop may take."),
-        click.option("--progress", type=click.Choice(["auto", "bar", "log", "none"]),
+        click.option("--progress", type=click.Choice(CHOICES["progress"]),
                      help="Progress display."),
     ]
     for opt in reversed(opts):

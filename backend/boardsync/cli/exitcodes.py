@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BoardsyncError, ConfigError, Locked, StateError, StorageError
+from ..outcomes import RunStatus
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
 EXIT_INTERNAL = 70
@@ -26,8 +27,9 @@ EXIT_INTERNAL = 70
 EXIT_DISAGREE = EXIT_PARTIAL
 
 #: A finished run's summary status -> exit code; any other status counts as partial.
-STATUS_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "nothing_to_do": EXIT_NOTHING,
-               "interrupted": EXIT_INTERRUPTED}
+STATUS_EXIT: dict[str, int] = {RunStatus.OK: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL,
+                               RunStatus.NOTHING_TO_DO: EXIT_NOTHING,
+                               RunStatus.INTERRUPTED: EXIT_INTERRUPTED}
 
 
 def for_status(status: str) -> int:

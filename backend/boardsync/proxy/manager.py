@@ -51,7 +51,6 @@ def jittered_ttl(ttl_s: float, jitter: float, provider_ttl: float | None,
     return max(0.0, ttl)
 
 
-
 class ProxyManager:
     """Hands each worker a fresh, live proxy for its exclusive use.
 
