@@ -20,6 +20,7 @@ import click
 from .. import audit, report
 from ..errors import ConfigError, StateError, StorageError
 from ..models import KINDS
+from ..settings import Settings
 from .common import library_errors, load_cli_settings
 from .exitcodes import EXIT_DISAGREE
 
@@ -51,9 +52,13 @@ def _errors() -> AbstractContextManager[None]:
     return library_errors(ConfigError, StateError, StorageError)
 
 
+def _store(obj: dict[str, Any], db_url: str | None) -> AbstractContextManager[Any]:
+    return _open(load_cli_settings(obj, {"db_url": db_url}))
+
+
 @contextmanager
-def _store(obj: dict[str, Any], db_url: str | None) -> Iterator[Any]:
-    settings = load_cli_settings(obj, {"db_url": db_url})
+def _open(settings: Settings) -> Iterator[Any]:
+    """The settings' database, disposed of at the end; failures are one line, exit 2."""
     with _errors():
         store = audit.open_store(settings.db_url)
         try:
@@ -209,7 +214,7 @@ def state_board_cmd(obj: dict[str, Any], code: str, as_json: bool,
     with _errors():
         code = audit.check_board_code(code)
         data = audit.load_state(settings.state_path)
-    with _store(obj, db_url) as store, _errors():
+    with _open(settings) as store, _errors():
         trail = audit.board_trail(store, data, code)
     click.echo(report.render_json(trail) if as_json else audit.format_trail(trail))
 
@@ -228,7 +233,7 @@ def state_verify_cmd(obj: dict[str, Any], state_path: str | None,
     settings = load_cli_settings(obj, {"state_path": state_path, "db_url": db_url})
     with _errors():
         data = audit.load_state(settings.state_path)
-    with _store(obj, db_url) as store, _errors():
+    with _open(settings) as store, _errors():
         result = audit.verify_store(store, data)
     for p in result.problems:
         click.echo(p.line())
