@@ -214,20 +214,21 @@ def _outcome(s: Simulator, session: requests.Session, timeout: float = 5.0) -> s
 
 
 def test_ban_on_burst_then_expiry() -> None:
-    # One token per 1,000 simulated s, burst 3, ban 20 simulated s = 0.2 s of the fake clock:
-    # the simulator reads time only through its clock, so nothing refills or expires unless
-    # the test moves it.
+    # One token per 1,000 simulated s, burst 3, a ban of ``ban`` simulated s (``ban * SCALE``
+    # s of the fake clock): the simulator reads time only through its clock, so nothing
+    # refills or expires unless the test moves it.
     clock = FakeClock()
-    with sim(rate_per_s=0.001, burst=3.0, ban_s=20.0, ban_close_fraction=0.0,
+    ban = 20.0
+    with sim(rate_per_s=0.001, burst=3.0, ban_s=ban, ban_close_fraction=0.0,
              clock=clock) as s, requests.Session() as h:
         outcomes = [_outcome(s, h) for _ in range(5)]
         assert outcomes[:3] == ["ok"] * 3 and outcomes[3:] == ["403", "403"]
         c = s.counters()
         assert (c["bans"], c["banned_requests"]) == (1, 2)
         assert c["banned_identities_now"] == ["127.0.0.1"]
-        clock.advance(0.19)
+        clock.advance(ban * SCALE * 0.95)  # just before the ban ends
         assert _outcome(s, h) == "403"
-        clock.advance(0.02)
+        clock.advance(ban * SCALE * 0.1)  # just after
         assert s.counters()["banned_identities_now"] == []
         assert _outcome(s, h) == "ok"
         assert s.counters()["bans"] == 1

@@ -45,7 +45,7 @@ from boardsync.upstream import (
     fetch_members,
     members_query,
 )
-from helpers import T0, FakeClock, closed_port
+from helpers import T0, FakeClock, closed_port, pause
 from upstream_fakes import CODES, DIRECT, Handler, P, Reply, Upstream, envelope, member_rows, paged
 
 
@@ -476,7 +476,7 @@ def fetch_with_retries(fetch: Callable[[], Any], attempts: int = 40) -> Any:
             raise
         except UpstreamError as e:
             last = e
-            threading.Event().wait(0.01)
+            pause(0.01)
     raise AssertionError(f"still failing after {attempts} attempts: {last!r}")
 
 

@@ -41,11 +41,20 @@ from .pacing import Pacer, PacingConfig, RateController
 from .policy import Decision, RetryBudget, Streak, Verdict, after_failure, classify
 from .proxy import Proxy, ProxyManager
 from .queue import Task, TaskQueue
-from .upstream import Page, Pager, Query, Step, UpstreamClient, board_list_query, members_query
+from .upstream import (
+    HasCode,
+    Page,
+    Pager,
+    Query,
+    Step,
+    UpstreamClient,
+    board_list_query,
+    members_query,
+)
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+T = TypeVar("T", bound=HasCode)
 
 
 class ProxySlot:

@@ -35,6 +35,7 @@ import requests
 import urllib3.exceptions
 
 from ..clock import SYSTEM, Clock
+from ..defaults import FIELDS
 from ..durations import parse_retry_after
 from ..errors import (
     BadRequest,
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 #: Path of the list endpoint, appended to a base URL that has no path of its own.
 CLIST_PATH = "/api/qt/clist/get"
-DEFAULT_BASE_URL = "https://push2.eastmoney.com"
+DEFAULT_BASE_URL: str = FIELDS["upstream_url"].default
 #: A current desktop browser; the upstream has been reported to check headers (akshare #7015).
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -63,9 +64,10 @@ DEFAULT_USER_AGENT = (
 )
 DEFAULT_REFERER = "https://quote.eastmoney.com/"
 #: Page size we ask for; the server silently caps it at 100 (or lower), see the pager.
-DEFAULT_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE: int = FIELDS["page_size"].default
 #: ``(connect, read)`` seconds per request.
-DEFAULT_TIMEOUT = (5.0, 10.0)
+DEFAULT_TIMEOUT: tuple[float, float] = (FIELDS["connect_timeout"].default,
+                                        FIELDS["read_timeout"].default)
 
 E = TypeVar("E", bound=UpstreamError)
 

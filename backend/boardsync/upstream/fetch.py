@@ -2,8 +2,8 @@
 
 Why here and not in the worker: tests, probes and simple callers want "all members of this
 board" in one call, with the first failure raised. The worker drives its own
-:class:`~boardsync.upstream.paging.Pager` (pacing, page retries, the breaker) and builds the
-same result types, so every caller sees one shape.
+:class:`~boardsync.upstream.paging.Pager` with pacing, page retries and the breaker, and
+hands the run a plain list of items.
 
 Why result objects and not bare lists: both carry the items (``.members`` / ``.boards``),
 the ``total`` the server announced, and the ``requests``/``pages`` made, so the caller can

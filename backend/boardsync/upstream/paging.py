@@ -42,7 +42,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import BadRequest, EmptyData, TooManyPages
 from ..models import KIND_FILTERS, Board, Member, is_board_code, member_filter
@@ -58,9 +58,15 @@ MEMBER_FIELDS = "f12,f13,f14"
 BOARD_FIELDS = "f12,f13,f14,f2,f3,f104,f105,f124"
 
 
-#: An item a row parses to: anything with a ``code`` (:class:`Board`, :class:`Member`). Not a
-#: bound, so callers generic over their own unbounded ``T`` type-check.
-T = TypeVar("T")
+class HasCode(Protocol):
+    """What the pager needs of an item: its code, to drop duplicate rows."""
+
+    @property
+    def code(self) -> str: ...
+
+
+#: An item a row parses to: anything with a ``code`` (:class:`Board`, :class:`Member`).
+T = TypeVar("T", bound=HasCode)
 
 
 class Step(enum.Enum):
@@ -114,13 +120,6 @@ def board_list_query(kind: str) -> Query[Board]:
         raise BadRequest(f"unknown board kind {kind!r}")
     parse_row: Callable[[object], Board] = functools.partial(parse_board_row, kind=kind)
     return Query(f"board list {kind}", KIND_FILTERS[kind], BOARD_FIELDS, parse_row)
-
-
-def _code_of(item: object) -> str:
-    code = getattr(item, "code", None)
-    if not isinstance(code, str):
-        raise TypeError(f"parse_row returned a {type(item).__name__} without a str code")
-    return code
 
 
 @dataclass
@@ -252,7 +251,7 @@ class Pager(Generic[T]):
     def _add(self, parsed: list[T]) -> None:
         self._raw += len(parsed)
         for item in parsed:
-            self._items.setdefault(_code_of(item), item)  # first occurrence wins
+            self._items.setdefault(item.code, item)  # first occurrence wins
         self.pages += 1
         self._last_rows = len(parsed)
 
