@@ -15,7 +15,6 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from ..proxy.extraction import PROVIDER_TZ
 from .gateway import Gateway, IssuedIP, fake_identity
 from .httpd import Conn, Reply, Request
 from .state import SimState
@@ -110,9 +109,8 @@ class Provider:
         if fmt == "txt":
             body = "\r\n".join(f"127.0.0.1:{ip.port},{format_seconds(lifetime)}" for ip in fresh)
             return Reply(200, body.encode("ascii"), "text/plain; charset=utf-8")
-        # A naive China Standard Time, as the providers this models write it (and as
-        # boardsync reads it: PROVIDER_TZ), whatever the host's own time zone.
-        expire = (st.wall() + timedelta(seconds=lifetime)).astimezone(PROVIDER_TZ).strftime(
+        # A naive local time of day, as the providers this models write it.
+        expire = (st.wall() + timedelta(seconds=lifetime)).astimezone().strftime(
             "%Y-%m-%d %H:%M:%S")
         data = [{"ip": "127.0.0.1", "port": ip.port, "expire_time": expire,
                  "ttl": round(lifetime, 3), "outip": ip.identity} for ip in fresh]
