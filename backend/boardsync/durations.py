@@ -40,10 +40,11 @@ def parse_duration(text: str, key: str = "duration", *, allow_zero: bool = False
     return total
 
 
-#: The longest wait a ``Retry-After`` may ask for; a longer one is read as this. A header is
-#: the other side's word, and a date years ahead must not stall a run (or the daemon) for
-#: good: an hour is longer than any rate-limit window or ban reported for the upstream or the
-#: providers, and the caller still stops, retries or gives up on its own terms.
+#: The longest wait one ``Retry-After`` may ask for; a longer one is read as this. A header is
+#: the other side's word, and a date years ahead must not stall a run (or the daemon) for good.
+#: Not a guess at the real ban length (reports range from minutes to 20+ hours): after this
+#: long the caller simply asks again and reads the next answer, so a longer ban costs one more
+#: request per hour, never a wrong result.
 MAX_RETRY_AFTER_S = 3600.0
 
 
