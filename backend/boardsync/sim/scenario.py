@@ -17,6 +17,12 @@ from typing import Any
 
 from ..errors import ConfigError
 
+#: Allowed values of the scenario's string knobs.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "ban_signal": ("close_or_403", "close", "403", "null_data", "captcha"),
+    "ttl_format": ("seconds", "expire_time", "none"),
+}
+
 #: Fault classes drawn per upstream request, in the order the cumulative draw uses.
 FAULT_CLASSES: tuple[str, ...] = ("reset", "hang", "http_502", "html", "truncated", "null_data")
 
@@ -40,6 +46,14 @@ class Scenario:
     price_period_max_s: float = 600.0
     churn_joins: int = 30
     churn_leaves: int = 30
+    # -- market: today's scheme (EASTMONEY_API.md section 13) -----------------------------
+    industry_levels: tuple[int, ...] = ()  # boards per industry level 1, 2, 3; () = one level
+    directory_unquoted: int = 0  # directory boards with no quote (their members: rc 100)
+    period_concepts: int = 0  # per-period concept boards that come and go across days
+    revamp_day: int = 0  # the day (advance_day count) a level's codes are all replaced; 0 never
+    revamp_level: int = 3
+    # -- hosts and routes: ("29.push2/api", health) pairs; see sim/hosts.py ----------------
+    routes: tuple[tuple[str, str], ...] = ()
     # -- latency (lognormal) --------------------------------------------------------------
     latency_median_s: float = 0.35
     latency_p99_s: float = 1.5
@@ -48,6 +62,9 @@ class Scenario:
     burst: float = 5.0
     ban_s: float = 60.0
     ban_close_fraction: float = 0.7
+    ban_signal: str = "close_or_403"  # close_or_403 | close | 403 | null_data | captcha
+    windows: tuple[tuple[int, float], ...] = ()  # (at most N requests, per W seconds) each
+    concurrency_cap: int = 0  # requests in flight per identity at most; 0 = no cap
     # -- random faults (probability per upstream request) ---------------------------------
     fault_reset: float = 0.0
     fault_hang: float = 0.0
@@ -67,6 +84,7 @@ class Scenario:
     ip_bad_fraction: float = 0.0
     ip_bad_fault_rate: float = 0.0
     tunnel_rotate_s: float = 30.0
+    ttl_format: str = "seconds"  # how extraction gives the TTL: seconds | expire_time | none
 
     def __post_init__(self) -> None:
         self.validate()
@@ -75,6 +93,10 @@ class Scenario:
         """Raise ``ConfigError`` for values the simulator cannot honour."""
         if self.past_end not in ("empty", "null"):
             raise ConfigError(f"scenario {self.name}: past_end must be 'empty' or 'null'")
+        for key, choices in CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"scenario {self.name}: {key} must be one of "
+                                  f"{', '.join(choices)}, got {getattr(self, key)!r}")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
@@ -119,11 +141,22 @@ class Scenario:
 
 
 BUILTIN = ("reference", "clean", "hostile")
+#: Keys whose TOML value is a table of their own (not a group of keys to flatten).
+TABLE_KEYS = frozenset({"routes"})
+
+
+def _tupled(value: Any) -> Any:
+    """TOML arrays (lists, nested) as tuples, tables as sorted ``(key, value)`` pairs."""
+    if isinstance(value, list):
+        return tuple(_tupled(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _tupled(v)) for k, v in value.items()))
+    return value
 
 
 def _flatten(table: dict[str, Any], into: dict[str, Any], where: str) -> None:
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in TABLE_KEYS:
             _flatten(value, into, f"{where}[{key}]")
         elif key in into:
             raise ConfigError(f"scenario key {key!r} appears twice ({where})")
@@ -161,6 +194,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if unknown:
         raise ConfigError(f"scenario {name}: unknown keys {', '.join(unknown)}")
     for key, value in flat.items():
+        flat[key] = value = _tupled(value)
         default = getattr(Scenario, key, None)
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             flat[key] = float(value)

@@ -41,6 +41,12 @@ class Counters:
     gateway_refused: int = 0
     gateway_auth_failed: int = 0
     tunnel_requests: int = 0
+    # per host and route ("29.push2/api"), per ban signal, per client fingerprint class
+    requests_by_route: Counter[str] = field(default_factory=Counter)
+    refused_by_route: Counter[str] = field(default_factory=Counter)
+    bans_by_signal: Counter[str] = field(default_factory=Counter)
+    banned_by_signal: Counter[str] = field(default_factory=Counter)
+    requests_by_fingerprint: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

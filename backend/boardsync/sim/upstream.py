@@ -178,7 +178,9 @@ class Upstream:
             return request.headers.get(IDENTITY_HEADER) or request.peer
         return request.peer
 
-    async def handle(self, request: Request, conn: Conn | None = None) -> Reply:
+    async def handle(self, request: Request, conn: Conn | None = None, *,
+                     lag_s: float = 0.0) -> Reply:
+        """Answer one ``clist`` request; ``lag_s`` delays quotes (a stale host), not members."""
         st = self.state
         if request.path not in PATHS:
             with st.lock:
@@ -233,7 +235,7 @@ class Upstream:
         if fault == "html":
             return Reply(200, HTML_BLOCK, "text/html; charset=utf-8")
         with st.lock:
-            data = None if fault == "null_data" else self.page(params, fs, board)
+            data = None if fault == "null_data" else self.page(params, fs, board, lag_s=lag_s)
         body = self.encode(data, params)
         cb = params.get("cb")
         ctype = "application/javascript; charset=UTF-8" if cb else "application/json; charset=UTF-8"
@@ -246,11 +248,15 @@ class Upstream:
             text = f"{cb}({text});"
         return text.encode("utf-8")
 
-    def page(self, params: dict[str, str], fs: str, board: str | None) -> dict[str, Any] | None:
-        """The ``data`` object for one request (``None`` = ``data: null``); caller holds lock."""
+    def page(self, params: dict[str, str], fs: str, board: str | None, *,
+             lag_s: float = 0.0) -> dict[str, Any] | None:
+        """The ``data`` object for one request (``None`` = ``data: null``); caller holds lock.
+
+        ``lag_s``: quotes as they were that many simulated seconds ago (``push2delay``).
+        """
         st = self.state
         market = st.market
-        t = st.now()
+        t = st.now() - lag_s
         renderer = RowRenderer(market, t, int(st.wall().timestamp()), params.get("fltt") != "2")
         if board is not None:
             if board not in market.boards:
