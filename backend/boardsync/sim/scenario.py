@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .hosts import RouteTable
 
 #: Allowed values of the scenario's string knobs.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -106,6 +107,7 @@ class Scenario:
         for key in fractions + tuple(f"fault_{c}" for c in FAULT_CLASSES):
             if getattr(self, key) > 1:
                 raise ConfigError(f"scenario {self.name}: {key} must be within [0, 1]")
+        RouteTable(self.routes)  # raises ConfigError for a bad key or health
         if sum(self.fault_rates().values()) > 1:
             raise ConfigError(f"scenario {self.name}: fault rates add up to more than 1")
         if self.latency_median_s > 0 and self.latency_p99_s < self.latency_median_s:
