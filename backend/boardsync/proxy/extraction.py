@@ -30,6 +30,9 @@ _TOKEN_RE = re.compile(
     r"(?:,(?P<extra>.*))?$"
 )
 _NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
+#: The space inside ``ip:port,2026-09-04 12:00:33`` (an expiry after the address), which the
+#: text splitter would otherwise take for a separator between two entries.
+_EXPIRY_GAP_RE = re.compile(r"(,\d{4}[-/]\d{1,2}[-/]\d{1,2}) (?=\d{1,2}:\d{2}:\d{2})")
 _KDL_ERROR_RE = re.compile(r"^ERROR\s*\(\s*(?P<code>-?\d+)\s*\)\s*:?\s*(?P<msg>.*)$", re.S)
 _RETRY_SECS_RE = re.compile(r"(\d+(?:\.\d+)?)\s*秒后再试")
 _RETRY_AFTER_RE = re.compile(r"retry[ _-]?after\D{0,5}(\d+(?:\.\d+)?)", re.I)
@@ -88,11 +91,13 @@ def classify_error_body(code: object, message: str) -> ProxyError:
     return ProviderError(shown)
 
 
-def _parse_token(token: str) -> ProxyEndpoint | None:
-    """``ip:port[,seconds][,extras...]`` -> endpoint, or None when it is not an address.
+def _parse_token(token: str, wall_now: float | None = None) -> ProxyEndpoint | None:
+    """``ip:port[,seconds|,expiry][,extras...]`` -> endpoint, or None when it is not an address.
 
-    Extras after the seconds (巨量 ``city_name=1``) are ignored; a first extra that is not a
-    number (a city name) means no TTL was stated.
+    Extras after the TTL (巨量 ``city_name=1``) are ignored; a first extra that is neither a
+    number nor an expiry time (a city name) means no TTL was stated. An expiry
+    (``2026-09-04 12:00:33``, or with ``T`` for the space) is read as :func:`_seconds_left`
+    reads one, against ``wall_now``; without ``wall_now`` it states no TTL.
     """
     m = _TOKEN_RE.match(token.strip())
     if m is None:
@@ -106,6 +111,8 @@ def _parse_token(token: str) -> ProxyEndpoint | None:
         first = extra.split(",", 1)[0].strip()
         if _NUMBER_RE.match(first):
             ttl = float(first)
+        elif wall_now is not None:
+            ttl = _seconds_left(first.replace("T", " "), wall_now)
     return ProxyEndpoint(host=m.group("host"), port=port, ttl_s=ttl)
 
 
@@ -132,7 +139,7 @@ def _seconds_left(value: object, wall_now: float) -> float | None:
 def _item_endpoint(item: object, wall_now: float) -> ProxyEndpoint | None:
     """One element of a JSON ``data`` list: a ``"ip:port[,secs]"`` string or an object."""
     if isinstance(item, str):
-        return _parse_token(item)
+        return _parse_token(item, wall_now)
     if not isinstance(item, dict):
         return None
     ep: ProxyEndpoint | None = None
@@ -211,7 +218,8 @@ def parse_extraction_body(body: str | bytes, *, wall_now: float) -> list[ProxyEn
     text in either mode. Accepted:
 
     - text: every non-empty line (CRLF/LF; space or ``|`` separators too) is
-      ``host:port[,seconds][,extras]``;
+      ``host:port[,seconds|,YYYY-MM-DD HH:MM:SS][,extras]`` (no TTL stated: ``ttl_s`` None,
+      and the manager keeps the IP for its configured ``ip_ttl``);
     - JSON: ``code`` 0/200/"SUCCESS" (and ``success`` not false) with ``data`` a list of
       ``{ip|IP, port|Port, expire_time|deadline?, ttl?}`` (or qg.net ``server``), or
       ``data.proxy_list`` of ``"ip:port[,secs]"`` strings or ``{ip, port}`` objects.
@@ -238,8 +246,8 @@ def parse_extraction_body(body: str | bytes, *, wall_now: float) -> list[ProxyEn
             obj = None
         if obj is not None:
             return _parse_json_body(obj, wall_now)
-    tokens = [t for t in re.split(r"[\s|]+", text) if t]
-    endpoints = [_parse_token(t) for t in tokens]
+    tokens = [t for t in re.split(r"[\s|]+", _EXPIRY_GAP_RE.sub(r"\1T", text)) if t]
+    endpoints = [_parse_token(t, wall_now) for t in tokens]
     if all(ep is not None for ep in endpoints):
         return [ep for ep in endpoints if ep is not None]
     m = _KDL_ERROR_RE.match(text)

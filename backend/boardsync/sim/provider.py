@@ -2,9 +2,26 @@
 
 Modelled on the zhima / juliang family (``PROXY_PROVIDERS.md`` §1.3): errors are HTTP 200 with
 a JSON body even when text was asked for; too-fast calls get code 111 "请2秒后再试", an
-exhausted daily quota code 121, a wrong key code 113. Text success is ``ip:port,seconds_left``
-lines joined by CRLF; JSON success is ``{"code":0,"success":true,"data":[{ip, port,
-expire_time, ttl, outip}]}``. ``seconds_left``/``ttl`` are real (scaled) seconds.
+exhausted daily quota code 121, a wrong key code 113. Success lines are joined by CRLF.
+
+How the TTL is given follows the scenario's ``ttl_format`` (real providers differ, and a
+client must read all three):
+
+================  ==========================================  ===============================
+``ttl_format``    text line                                   JSON item
+================  ==========================================  ===============================
+``seconds``       ``ip:port,<seconds_left>`` (kuaidaili       ``{ip, port, expire_time, ttl,
+                  ``f_et=1``, 巨量 ``ip_remain=1``)             outip}``
+``expire_time``   ``ip:port,YYYY-MM-DD HH:MM:SS``             ``{ip, port, expire_time,
+                  (zhima ``ts=1``; inferred: §1.3 shows the     outip}`` (zhima, 豌豆)
+                  field in JSON only)
+``none``          ``ip:port`` (the default of every text      ``{ip, port, outip}`` (91HTTP,
+                  API)                                        携趣)
+================  ==========================================  ===============================
+
+``seconds_left``/``ttl`` are real (scaled) seconds. ``expire_time`` is the wall time of expiry
+as a naive time of day in the *host's* local zone (boardsync reads it as China time, so on a
+host outside UTC+8 the TTL it derives is off by the zone difference; a test pins this form).
 """
 
 from __future__ import annotations
@@ -12,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .gateway import Gateway, IssuedIP, fake_identity
@@ -37,6 +54,39 @@ def _json(obj: Any) -> Reply:
 def format_seconds(seconds: float) -> str:
     """``3.0`` -> ``"3"``, ``0.6`` -> ``"0.6"`` (real seconds, millisecond precision)."""
     return format(round(seconds, 3), "g")
+
+
+def render_success(fresh: list[IssuedIP], fmt: str, ttl_format: str, lifetime: float,
+                   wall: datetime) -> Reply:
+    """The success reply for ``fresh`` IPs in ``fmt`` (txt/json), the TTL as ``ttl_format`` says.
+
+    Pure, so each wire form is a test of its own; ``seconds`` is byte for byte what the
+    provider served before ``ttl_format`` existed (the calibrated scenarios depend on it).
+
+    Args:
+        fresh: the IPs just issued, in order.
+        fmt: ``txt`` or ``json``.
+        ttl_format: ``seconds``, ``expire_time`` or ``none`` (see the module docstring).
+        lifetime: real seconds each IP lives from now.
+        wall: the wall time now (aware), the base of ``expire_time``.
+    """
+    # A naive local time of day, as the providers this models write it.
+    expire = (wall + timedelta(seconds=lifetime)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if fmt == "txt":
+        extra = {"seconds": "," + format_seconds(lifetime), "expire_time": "," + expire,
+                 "none": ""}[ttl_format]
+        body = "\r\n".join(f"127.0.0.1:{ip.port}{extra}" for ip in fresh)
+        return Reply(200, body.encode("ascii"), "text/plain; charset=utf-8")
+    data: list[dict[str, Any]] = []
+    for ip in fresh:
+        item: dict[str, Any] = {"ip": "127.0.0.1", "port": ip.port}
+        if ttl_format in ("seconds", "expire_time"):
+            item["expire_time"] = expire
+        if ttl_format == "seconds":
+            item["ttl"] = round(lifetime, 3)
+        item["outip"] = ip.identity
+        data.append(item)
+    return _json({"code": 0, "msg": "ok", "success": True, "data": data})
 
 
 class Provider:
@@ -105,16 +155,7 @@ class Provider:
             c.ips_bad += sum(ip.bad for ip in fresh)
         for ip in fresh:
             await self.gateway.open_ip(ip)
-        lifetime = st.real(s.ip_lifetime_s)
-        if fmt == "txt":
-            body = "\r\n".join(f"127.0.0.1:{ip.port},{format_seconds(lifetime)}" for ip in fresh)
-            return Reply(200, body.encode("ascii"), "text/plain; charset=utf-8")
-        # A naive local time of day, as the providers this models write it.
-        expire = (st.wall() + timedelta(seconds=lifetime)).astimezone().strftime(
-            "%Y-%m-%d %H:%M:%S")
-        data = [{"ip": "127.0.0.1", "port": ip.port, "expire_time": expire,
-                 "ttl": round(lifetime, 3), "outip": ip.identity} for ip in fresh]
-        return _json({"code": 0, "msg": "ok", "success": True, "data": data})
+        return render_success(fresh, fmt, s.ttl_format, st.real(s.ip_lifetime_s), st.wall())
 
     def _new_ip(self, now: float) -> IssuedIP:
         s = self.state.scenario
