@@ -108,6 +108,16 @@ class Scenario:
             if getattr(self, key) > 1:
                 raise ConfigError(f"scenario {self.name}: {key} must be within [0, 1]")
         RouteTable(self.routes)  # raises ConfigError for a bad key or health
+        for pair in self.windows:  # each (at most N requests, per W seconds): N >= 1, W > 0
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                    and isinstance(pair[0], int) and not isinstance(pair[0], bool)
+                    and pair[0] >= 1 and isinstance(pair[1], (int, float))
+                    and not isinstance(pair[1], bool) and pair[1] > 0):
+                raise ConfigError(f"scenario {self.name}: windows must be [N >= 1, W > 0] "
+                                  f"pairs (at most N requests per W seconds), got {pair!r}")
+        if isinstance(self.concurrency_cap, bool) or not isinstance(self.concurrency_cap, int):
+            raise ConfigError(f"scenario {self.name}: concurrency_cap must be an int "
+                              "(0 = no cap)")
         if sum(self.fault_rates().values()) > 1:
             raise ConfigError(f"scenario {self.name}: fault rates add up to more than 1")
         if self.latency_median_s > 0 and self.latency_p99_s < self.latency_median_s:
@@ -124,6 +134,39 @@ class Scenario:
             raise ConfigError(f"scenario {self.name}: need industry boards, rate > 0, burst >= 1")
         if self.price_period_max_s < self.price_period_min_s or self.price_period_min_s <= 0:
             raise ConfigError(f"scenario {self.name}: bad price period range")
+        self._validate_today()
+
+    def _validate_today(self) -> None:
+        """The 2026 scheme's knobs (``sim/levels.py``).
+
+        With ``industry_levels`` set, ``industry_boards`` must equal their sum and
+        ``industry_memberships`` must be ``stocks`` times their count: both are stated, not
+        derived, so a file that changes one and forgets the other is refused rather than
+        silently resized. Levels are non-decreasing because they nest (every board of a level
+        has at least one child on the next).
+        """
+        levels = self.industry_levels
+        where = f"scenario {self.name}"
+        if levels:
+            if not 1 <= len(levels) <= 3 or any(
+                    isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in levels):
+                raise ConfigError(f"{where}: industry_levels must be 1 to 3 positive counts")
+            if list(levels) != sorted(levels) or levels[-1] > self.stocks:
+                raise ConfigError(f"{where}: industry_levels must nest (non-decreasing, "
+                                  "no more boards on a level than stocks)")
+            if self.industry_boards != sum(levels):
+                raise ConfigError(f"{where}: industry_boards must be sum(industry_levels) = "
+                                  f"{sum(levels)}, got {self.industry_boards}")
+            if self.industry_memberships != self.stocks * len(levels):
+                raise ConfigError(f"{where}: every stock is in one board per level, so "
+                                  f"industry_memberships must be {self.stocks * len(levels)}")
+            if not 1 <= self.revamp_level <= len(levels):
+                raise ConfigError(f"{where}: revamp_level must be a level 1..{len(levels)}")
+        elif self.revamp_day:
+            raise ConfigError(f"{where}: revamp_day needs industry_levels")
+        if self.period_concepts and self.period_concepts > self.concept_boards - 1:
+            raise ConfigError(f"{where}: period_concepts must leave room for {self.largest_board}"
+                              " among the concept boards")
 
     def fault_rates(self) -> dict[str, float]:
         """``{fault class: probability per request}`` in draw order."""
@@ -142,7 +185,7 @@ class Scenario:
         return dataclasses.asdict(self)
 
 
-BUILTIN = ("reference", "clean", "hostile")
+BUILTIN = ("reference", "clean", "hostile", "today")
 #: Keys whose TOML value is a table of their own (not a group of keys to flatten).
 TABLE_KEYS = frozenset({"routes"})
 
@@ -167,7 +210,8 @@ def _flatten(table: dict[str, Any], into: dict[str, Any], where: str) -> None:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a built-in scenario by name (``reference``, ``clean``, ``hostile``) or a TOML path.
+    """Load a built-in scenario by name (``reference``, ``clean``, ``hostile``, ``today``) or a
+    TOML path.
 
     Raises:
         ConfigError: unknown keys, bad values, or a name that is neither built in nor a file.

@@ -14,6 +14,8 @@ import logging
 import re
 from typing import Any
 
+from .antibot import Verdict
+from .captcha import CAPTCHA_PAGE, CAPTCHA_TYPE
 from .httpd import DROP, Conn, Reply, Request
 from .market import BoardInfo, Market, Stock
 from .state import SimState
@@ -159,6 +161,13 @@ def _int(params: dict[str, str], key: str, default: int) -> int:
         return default
 
 
+def json_type(params: dict[str, str]) -> str:
+    """The Content-Type of a JSON answer: JavaScript when JSONP (``cb``) was asked for."""
+    if params.get("cb"):
+        return "application/javascript; charset=UTF-8"
+    return "application/json; charset=UTF-8"
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     # "-" (missing) sorts after every number, like the real lists put suspended stocks last.
     if isinstance(value, (int, float)):
@@ -180,7 +189,11 @@ class Upstream:
 
     async def handle(self, request: Request, conn: Conn | None = None, *,
                      lag_s: float = 0.0) -> Reply:
-        """Answer one ``clist`` request; ``lag_s`` delays quotes (a stale host), not members."""
+        """Answer one ``clist`` request; ``lag_s`` delays quotes (a stale host), not members.
+
+        An admitted request stays in flight for the concurrency cap until this returns
+        (latency and hangs included), whatever the reply.
+        """
         st = self.state
         if request.path not in PATHS:
             with st.lock:
@@ -192,36 +205,67 @@ class Upstream:
         board = m.group(1) if m else None
         ident = self.identity_of(request)
         with st.lock:
-            c = st.counters
-            c.requests += 1
-            c.requests_by_identity[ident] += 1
-            if board is not None:
-                c.requests_by_board[board] += 1
-            else:
-                c.list_requests += 1
             outage = st.outage
-            if outage is not None:
-                c.faults[f"outage_{outage}"] += 1
-            else:
-                verdict = st.antibot.judge(ident, st.now(), is_members=board is not None)
-                if verdict.banned:
-                    c.banned_requests += 1
-                    c.bans += verdict.ban_new
-                    if verdict.ban_close:
-                        c.banned_closed += 1
-                    else:
-                        c.banned_403 += 1
-                elif verdict.fault is not None:
-                    c.faults[verdict.fault] += 1
-        if outage == "reset":
-            return DROP
-        if outage is not None:
-            return Reply(502, HTML_502, "text/html")
+            verdict = self._judge(ident, board)
+        if verdict is None:
+            return DROP if outage == "reset" else Reply(502, HTML_502, "text/html")
         if verdict.banned:
-            if verdict.ban_new:
-                logger.debug("Upstream: identity %s banned for %.0f s", ident,
-                             st.scenario.ban_s)
-            return DROP if verdict.ban_close else Reply(403, HTML_403, "text/html")
+            return await self._refuse(verdict, ident, params)
+        try:
+            return await self._serve(verdict, params, fs, board, lag_s)
+        finally:
+            with st.lock:
+                st.antibot.release(ident)
+
+    def _judge(self, ident: str, board: str | None) -> Verdict | None:
+        """Count the request and judge it (caller holds the lock); None during an outage."""
+        st = self.state
+        c = st.counters
+        c.requests += 1
+        c.requests_by_identity[ident] += 1
+        if board is not None:
+            c.requests_by_board[board] += 1
+        else:
+            c.list_requests += 1
+        if st.outage is not None:
+            c.faults[f"outage_{st.outage}"] += 1
+            return None
+        verdict = st.antibot.judge(ident, st.now(), is_members=board is not None)
+        if verdict.banned:
+            signal = verdict.signal or "close"
+            c.banned_requests += 1
+            c.bans += verdict.ban_new
+            c.banned_by_signal[signal] += 1
+            c.bans_by_signal[signal] += verdict.ban_new
+            if signal == "close":
+                c.banned_closed += 1
+            elif signal == "403":
+                c.banned_403 += 1
+        elif verdict.fault is not None:
+            c.faults[verdict.fault] += 1
+        return verdict
+
+    async def _refuse(self, verdict: Verdict, ident: str, params: dict[str, str]) -> Reply:
+        """A banned request's answer. Close and 403 come at once (as calibrated); the two
+        200 signals come after the request's latency, like a page, so only the body differs."""
+        st = self.state
+        if verdict.ban_new:
+            logger.debug("Upstream: identity %s banned for %.0f s (%s; signal %s)", ident,
+                         st.scenario.ban_s, verdict.rule, verdict.signal)
+        if verdict.signal == "403":
+            return Reply(403, HTML_403, "text/html")
+        if verdict.signal not in ("null_data", "captcha"):
+            return DROP
+        if verdict.latency_s > 0:
+            await asyncio.sleep(st.real(verdict.latency_s))
+        if verdict.signal == "captcha":
+            return Reply(200, CAPTCHA_PAGE, CAPTCHA_TYPE)
+        return Reply(200, self.encode(None, params), json_type(params))
+
+    async def _serve(self, verdict: Verdict, params: dict[str, str], fs: str,
+                     board: str | None, lag_s: float) -> Reply:
+        """An admitted request's answer: the page after its latency, or its random fault."""
+        st = self.state
         if verdict.latency_s > 0:
             await asyncio.sleep(st.real(verdict.latency_s))
         fault = verdict.fault
@@ -237,9 +281,8 @@ class Upstream:
         with st.lock:
             data = None if fault == "null_data" else self.page(params, fs, board, lag_s=lag_s)
         body = self.encode(data, params)
-        cb = params.get("cb")
-        ctype = "application/javascript; charset=UTF-8" if cb else "application/json; charset=UTF-8"
-        return Reply(200, body, ctype, mode="truncate" if fault == "truncated" else "send")
+        return Reply(200, body, json_type(params),
+                     mode="truncate" if fault == "truncated" else "send")
 
     def encode(self, data: dict[str, Any] | None, params: dict[str, str]) -> bytes:
         text = ENVELOPE_HEAD + json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "}"
