@@ -1,11 +1,15 @@
 """The proxy gateway: one real HTTP forward proxy per issued IP, plus a rotating tunnel.
 
-Each issued IP is a distinct loopback port with a fake public identity (e.g. ``58.x.y.z``).
-A request sent to it with an absolute URI is forwarded over HTTP keep-alive to the upstream
-with that identity in a header the upstream trusts only together with this run's secret.
+Each issued IP is a distinct loopback port with a fake public identity (e.g. ``58.x.y.z``)
+and a loopback source address of its own (``exits.py``), which the gateway binds its outgoing
+sockets to, so the upstream reads the exit identity from the peer address, as a real one does.
+A request with an absolute ``http://`` URI is forwarded over HTTP keep-alive; ``CONNECT
+host:443`` opens a byte tunnel (HTTPS end to end, the gateway sees no plaintext). Hosts are
+reached by their real names (``29.push2.eastmoney.com``) or by their loopback ports.
 Replies are relayed byte for byte, including their failures: if the upstream closes without
 answering, the client's connection is closed too; a truncated body stays truncated.
-Expired IPs stop listening (connection refused); dead-on-arrival IPs never listen.
+Expired IPs stop listening (connection refused, open tunnels cut); dead-on-arrival IPs never
+listen.
 """
 
 from __future__ import annotations
@@ -20,15 +24,14 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .httpd import DROP, Conn, Listener, Reply, Request, abort
+from .hosts import short_name
+from .httpd import DROP, HIJACKED, Conn, Listener, Reply, Request, abort
 from .state import SimState
-from .upstream import GATEWAY_HEADER, IDENTITY_HEADER
 
 logger = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "proxy-connection",
-                        "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade",
-                        GATEWAY_HEADER, IDENTITY_HEADER})
+                        "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"})
 #: First octets of Chinese residential/ISP address blocks, for believable fake exit identities.
 FIRST_OCTETS = (27, 36, 39, 42, 49, 58, 59, 60, 61, 101, 106, 110, 111, 112, 113, 114, 115, 116,
                 117, 118, 119, 120, 121, 122, 123, 124, 125, 171, 175, 180, 182, 183, 218, 221,
@@ -49,9 +52,16 @@ class UpstreamLink:
     writer: asyncio.StreamWriter
 
 
-def _link_of(conn: Conn) -> UpstreamLink | None:
-    link = conn.data.get("upstream")
-    return link if isinstance(link, UpstreamLink) else None
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy bytes from ``reader`` to ``writer`` until EOF or an error, then close ``writer``."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        abort(writer)
 
 
 @dataclass
@@ -88,10 +98,12 @@ def hold_port(port: int) -> socket.socket | None:
 class Gateway:
     """Forwarding logic shared by the per-IP listeners and the tunnel listener."""
 
-    def __init__(self, state: SimState, upstream_port: int, tunnel_auth: tuple[str, str],
+    def __init__(self, state: SimState, http_ports: dict[str, int],
+                 https_ports: dict[str, int], tunnel_auth: tuple[str, str],
                  tracker: set[asyncio.Task[None]]) -> None:
         self.state = state
-        self.upstream_port = upstream_port
+        self.http_ports = http_ports
+        self.https_ports = https_ports
         self.tunnel_auth = tunnel_auth
         self.tracker = tracker
         self.ips: dict[int, IssuedIP] = {}  # by port
@@ -193,39 +205,58 @@ class Gateway:
         return await self.forward(request, conn, self.tunnel_identity())
 
     # -- forwarding -----------------------------------------------------------------------
+    def resolve(self, host: str, port: int | None, *, tls: bool) -> int | None:
+        """The loopback port serving ``host:port``: a simulated host by its real name (on 443
+        for a tunnel, 80 for a plain request) or by its own loopback port; None otherwise."""
+        ports = self.https_ports if tls else self.http_ports
+        short = short_name(host)
+        if short is not None:
+            return ports.get(short) if port in (None, 443 if tls else 80) else None
+        if host in ("127.0.0.1", "localhost") and port in ports.values():
+            return port
+        return None
+
     async def forward(self, request: Request, conn: Conn, identity: str) -> Reply:
-        """Send ``request`` to the upstream as ``identity`` and relay the reply verbatim."""
+        """Send ``request`` to the upstream from ``identity``'s address; relay the reply."""
         if request.method == "CONNECT":
-            return Reply(405, b"CONNECT not supported", "text/plain", close=True)
+            return await self.tunnel_to(request, conn, identity)
         parts = urlsplit(request.target)
         if parts.scheme != "http" or not parts.hostname:
             return Reply(400, b"absolute http:// URI required", "text/plain")
-        if parts.hostname not in ("127.0.0.1", "localhost") or (
-                parts.port or 80) != self.upstream_port:
+        port = self.resolve(parts.hostname, parts.port, tls=False)
+        if port is None:
             return Reply(503, b"Proxy Connect Error", "text/plain")
-        link = _link_of(conn)
-        if link is None:
+        source = self.state.exits.address_for(identity)
+        key = f"upstream:{port}:{source}"
+        link = conn.data.get(key)
+        if not isinstance(link, UpstreamLink):
             try:
-                link = UpstreamLink(*await asyncio.open_connection("127.0.0.1",
-                                                                   self.upstream_port))
+                link = UpstreamLink(*await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=(source, 0)))
             except OSError:
                 return Reply(503, b"Proxy Connect Error", "text/plain")
-            conn.data["upstream"] = link
+            conn.data[key] = link
             conn.on_close.append(functools.partial(abort, link.writer))
-        reader, writer = link.reader, link.writer
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         lines = [f"{request.method} {path} HTTP/1.1"]
         lines += [f"{k}: {v}" for k, v in request.headers.items() if k not in HOP_BY_HOP]
-        lines += [f"{IDENTITY_HEADER}: {identity}", f"{GATEWAY_HEADER}: {self.state.secret}",
-                  "connection: keep-alive"]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body)
+        lines.append("connection: keep-alive")
+        return await self._relay(conn, key, link,
+                                 ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+                                 + request.body, request.keep_alive)
+
+    async def _relay(self, conn: Conn, key: str, link: UpstreamLink, data: bytes,
+                     keep_alive: bool) -> Reply:
+        """Write one request on ``link`` and read its reply whole, failures included."""
+        reader, writer = link.reader, link.writer
+        writer.write(data)
         try:
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            self._drop_link(conn)
+            self._drop_link(conn, key)
             return DROP
         length = 0
         upstream_close = False
@@ -239,20 +270,39 @@ class Gateway:
         try:
             body = await reader.readexactly(length)
         except asyncio.IncompleteReadError as e:
-            self._drop_link(conn)
+            self._drop_link(conn, key)
             return Reply(mode="raw", body=head + e.partial, close=True)
         except ConnectionError:
-            self._drop_link(conn)
+            self._drop_link(conn, key)
             return Reply(mode="raw", body=head, close=True)
         if upstream_close:
-            self._drop_link(conn)
-        return Reply(mode="raw", body=head + body, close=not request.keep_alive)
+            self._drop_link(conn, key)
+        return Reply(mode="raw", body=head + body, close=not keep_alive)
+
+    async def tunnel_to(self, request: Request, conn: Conn, identity: str) -> Reply:
+        """``CONNECT host:443``: open a TCP tunnel from ``identity``'s address and pipe bytes
+        both ways until either side closes, as a real provider's gateway does."""
+        host, _, port_text = request.target.rpartition(":")
+        port = self.resolve(host.strip("[]"), int(port_text) if port_text.isdigit() else None,
+                            tls=True)
+        if port is None or conn.reader is None or conn.writer is None:
+            return Reply(502, b"Proxy Connect Error", "text/plain", close=True)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(self.state.exits.address_for(identity), 0))
+        except OSError:
+            return Reply(502, b"Proxy Connect Error", "text/plain", close=True)
+        conn.on_close.append(functools.partial(abort, up_writer))
+        with self.state.lock:
+            self.state.counters.gateway_tunnels += 1
+        conn.writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(pipe(conn.reader, up_writer), pipe(up_reader, conn.writer))
+        return HIJACKED
 
     @staticmethod
-    def _drop_link(conn: Conn) -> None:
-        link = _link_of(conn)
-        conn.data.pop("upstream", None)
-        if link is not None:
+    def _drop_link(conn: Conn, key: str) -> None:
+        link = conn.data.pop(key, None)
+        if isinstance(link, UpstreamLink):
             abort(link.writer)
 
     async def close(self) -> None:

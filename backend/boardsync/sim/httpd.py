@@ -3,7 +3,9 @@
 Hand-written rather than ``http.server`` because the simulator must be able to close a
 connection without answering, hang, or send a truncated body, and to run hundreds of listeners
 on one event loop. Only what the simulator's clients send is supported: no chunked request
-bodies, no pipelining guarantees beyond in-order processing, no TLS.
+bodies, no pipelining guarantees beyond in-order processing. With an ``ssl`` context a listener
+serves HTTPS, reading each connection's ClientHello first (``tls.peek_hello``) so handlers can
+judge the client's fingerprint.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
+
+from .tls import Hello, parse_client_hello, peek_hello
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +64,8 @@ class Reply:
     ``mode``: ``"send"`` a normal response; ``"drop"`` close without any response;
     ``"truncate"`` send the head with the full Content-Length but only half the body, then
     close; ``"raw"`` write ``body`` verbatim (already a full HTTP response or a part of one)
-    and close if ``close``.
+    and close if ``close``; ``"hijacked"`` the handler has used the connection itself (a
+    ``CONNECT`` tunnel) and it is over: close it.
     """
 
     status: int = 200
@@ -82,13 +88,24 @@ class Reply:
 DROP = Reply(mode="drop")
 
 
+HIJACKED = Reply(mode="hijacked")
+
+
 @dataclass(slots=True)
 class Conn:
-    """Per-connection context a handler may use (the gateway keeps its upstream link here)."""
+    """Per-connection context a handler may use (the gateway keeps its upstream link here).
+
+    ``hello`` is the client's TLS ClientHello on an HTTPS listener (None on plain HTTP or when
+    unparseable); ``reader``/``writer`` let a handler take the connection over (``CONNECT``).
+    """
 
     peer: str
     data: dict[str, object] = field(default_factory=dict)
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    hello: Hello | None = None
+    tls: bool = False
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
 
 
 Handler = Callable[[Request, Conn], Awaitable[Reply]]
@@ -134,8 +151,12 @@ class Listener:
     """One listening socket on the shared loop, serving ``handler`` with keep-alive."""
 
     def __init__(self, name: str, handler: Handler, *, host: str = "127.0.0.1",
-                 port: int = 0, tracker: set[asyncio.Task[None]] | None = None) -> None:
+                 port: int = 0, tracker: set[asyncio.Task[None]] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.name = name
+        self.tls = tls
+        self._sock: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
         self.handler = handler
         self.host = host
         self.requested_port = port
@@ -150,11 +171,44 @@ class Listener:
         sock.bind((self.host, self.requested_port))
         sock.listen(256)
         sock.setblocking(False)
-        self.server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_HEAD)
         self.port = sock.getsockname()[1]
+        if self.tls is None:
+            self.server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_HEAD)
+        else:
+            self._sock = sock
+            self._acceptor = asyncio.ensure_future(self._accept_tls(sock))
         return self.port
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept_tls(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, _ = await loop.sock_accept(sock)
+            except (OSError, asyncio.CancelledError):
+                return
+            task = asyncio.ensure_future(self._start_tls(client))
+            self.tracker.add(task)
+            task.add_done_callback(self.tracker.discard)
+
+    async def _start_tls(self, client: socket.socket) -> None:
+        """Peek the ClientHello, then hand the socket to asyncio's TLS and serve it."""
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        client.setblocking(False)
+        hello = parse_client_hello(await peek_hello(client))
+        reader = asyncio.StreamReader(limit=MAX_HEAD)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, client, ssl=self.tls, ssl_handshake_timeout=10.0)
+        except (OSError, ssl.SSLError, TimeoutError, asyncio.CancelledError):
+            client.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._serve(reader, writer, hello=hello, tls=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                     hello: Hello | None = None, tls: bool = False) -> None:
         task = asyncio.current_task()
         if task is not None:
             self.tracker.add(task)
@@ -163,14 +217,14 @@ class Listener:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = (writer.get_extra_info("peername") or ("?", 0))[0]
-        conn = Conn(peer)
+        conn = Conn(peer, hello=hello, tls=tls, reader=reader, writer=writer)
         try:
             while True:
                 request = await read_request(reader, peer)
                 if request is None:
                     break
                 reply = await self.handler(request, conn)
-                if reply.mode == "drop":
+                if reply.mode in ("drop", "hijacked"):
                     break
                 if reply.mode == "truncate":
                     whole = reply.encode(keep_alive=False)
@@ -210,6 +264,12 @@ class Listener:
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            self._acceptor = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         if drop_connections:
             for writer in list(self.writers):
                 abort(writer)

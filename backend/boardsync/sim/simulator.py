@@ -10,16 +10,20 @@ import asyncio
 import json
 import logging
 import secrets
+import ssl
 import threading
 from typing import Any
 
 from ..clock import SYSTEM, Clock
 from ..models import Board
+from .front import HostFront
 from .gateway import Gateway
+from .hosts import CLIST_HOSTS, HOSTS, ROUTES, RouteTable, real_name
 from .httpd import Conn, Listener, Reply, Request
 from .provider import Provider
 from .scenario import Scenario, load_scenario
 from .state import SimState
+from .tls import TestCA
 from .upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ class Simulator:
 
     def __init__(self, scenario: Scenario | str = "reference", *, time_scale: float = 1.0,
                  seed: int = 7, host: str = "127.0.0.1", port: int = 0,
-                 clock: Clock = SYSTEM) -> None:
+                 clock: Clock = SYSTEM, tls: bool = False) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.time_scale = float(time_scale)
         self.seed = seed
@@ -70,15 +74,24 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Listener] = []
         self.upstream = Upstream(self.state)
+        self.routes = RouteTable(self.scenario.routes)
+        self.tls = tls
+        self._ca: TestCA | None = None
+        self.ca_bundle: str | None = None
         self.gateway: Gateway | None = None
         self.provider: Provider | None = None
         self.upstream_url = self.extract_url = self.tunnel_url = self.admin_url = ""
+        self.http_urls: dict[str, str] = {}
+        self.https_urls: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Simulator:
         """Start the loop thread and every listener; returns ``self`` once they accept."""
         if self._thread is not None:
             return self
+        if self.tls and self._ca is None:
+            self._ca = TestCA()
+            self.ca_bundle = self._ca.ca_bundle
         loop = asyncio.new_event_loop()
         self._loop = loop
 
@@ -100,22 +113,44 @@ class Simulator:
 
     async def _astart(self) -> None:
         host = self.host
-        up = Listener("upstream", self.upstream.handle, host=host, port=self._port,
-                      tracker=self._tasks)
-        self._listeners.append(up)
-        up_port = await up.start()
-        self.gateway = Gateway(self.state, up_port, self._tunnel_auth, self._tasks)
+        http_ports = await self._start_hosts(None)
+        https_ports = (await self._start_hosts(self._ca.server_context())
+                       if self._ca is not None else {})
+        self.http_urls = {name: f"http://{host}:{p}" for name, p in http_ports.items()}
+        self.https_urls = {name: f"https://{host}:{p}" for name, p in https_ports.items()}
+        self.upstream_url = (self.https_urls or self.http_urls)["push2"]
+        self.gateway = Gateway(self.state, http_ports, https_ports, self._tunnel_auth,
+                               self._tasks)
         self.provider = Provider(self.state, self.gateway, self.api_key)
         prov = Listener("provider", self.provider.handle, host=host, tracker=self._tasks)
         admin = Listener("admin", self._admin, host=host, tracker=self._tasks)
         tunnel = Listener("tunnel", self.gateway.handle_tunnel, host=host, tracker=self._tasks)
         self.gateway.tunnel = tunnel
         self._listeners += [prov, admin, tunnel]
-        self.upstream_url = f"http://{host}:{up_port}"
         self.extract_url = f"http://{host}:{await prov.start()}/get"
         self.admin_url = f"http://{host}:{await admin.start()}"
         user, password = self._tunnel_auth
         self.tunnel_url = f"http://{user}:{password}@{host}:{await tunnel.start()}"
+
+    async def _start_hosts(self, tls: ssl.SSLContext | None) -> dict[str, int]:
+        """One listener per named host (``hosts.HOSTS``); ``push2`` on the requested port."""
+        ports: dict[str, int] = {}
+        for name in HOSTS:
+            front = HostFront(self.state, self.upstream, name, self.routes)
+            wanted = self._port if name == "push2" and (tls is not None or not self.tls) else 0
+            listener = Listener(f"{name}-{'https' if tls else 'http'}", front.handle,
+                                host=self.host, port=wanted, tracker=self._tasks, tls=tls)
+            self._listeners.append(listener)
+            ports[name] = await listener.start()
+        return ports
+
+    def upstreams(self, *, routes: tuple[str, ...] = tuple(ROUTES),
+                  https: bool | None = None) -> list[str]:
+        """Endpoint URLs of every ``clist`` (host, route), as a client configures them:
+        ``https://127.0.0.1:PORT/api/qt/clist/get`` ... (https when served, unless told)."""
+        use_https = self.tls if https is None else https
+        urls = self.https_urls if use_https else self.http_urls
+        return [urls[h] + ROUTES[r] for h in CLIST_HOSTS for r in routes]
 
     def stop(self) -> None:
         """Close every listener and connection (hangs included) and end the loop thread."""
@@ -132,6 +167,9 @@ class Simulator:
         if not loop.is_running():
             loop.close()
         self._loop = self._thread = None
+        if self._ca is not None:
+            self._ca.close()
+            self._ca = None
 
     async def _astop(self) -> None:
         for listener in self._listeners:
@@ -186,6 +224,16 @@ class Simulator:
                      "expired": ip.expired, "requests": ip.requests,
                      "expires_at_sim_s": ip.expires_at} for ip in self.provider.issued]
 
+    def rules(self) -> dict[str, Any]:
+        """The world's rules: the scenario's knobs, each (host, route)'s health, the scale."""
+        return {"scenario": self.scenario.to_dict(), "routes": self.routes.describe(),
+                "time_scale": self.time_scale, "seed": self.seed, "tls": self.tls}
+
+    def hosts(self) -> dict[str, dict[str, str]]:
+        """``{host: {"name": real name, "http": url, "https": url}}`` for every named host."""
+        return {h: {"name": real_name(h), "http": self.http_urls.get(h, ""),
+                    "https": self.https_urls.get(h, "")} for h in HOSTS}
+
     # -- control --------------------------------------------------------------------------
     def advance_day(self) -> dict[str, Any]:
         """Churn the market to the next day (and start a new quota day); returns the churn."""
@@ -224,6 +272,10 @@ class Simulator:
                 return self._reply(self.counters())
             if method == "GET" and path == "/boards":
                 return self._reply([[b.code, b.name, b.kind] for b in self.boards()])
+            if method == "GET" and path == "/rules":
+                return self._reply(self.rules())
+            if method == "GET" and path == "/hosts":
+                return self._reply(self.hosts())
             if method == "GET" and path == "/scenario":
                 return self._reply(self.scenario.to_dict() | {"time_scale": self.time_scale,
                                                               "seed": self.seed})
@@ -239,8 +291,8 @@ class Simulator:
                 return self._reply({"outage": self.state.outage, "shrink": self.state.shrink})
             if method == "GET" and path == "/":
                 return self._reply({"endpoints": ["GET /truth", "GET /counters", "GET /boards",
-                                                  "GET /scenario", "POST /advance-day",
-                                                  "POST /mode"]})
+                                                  "GET /rules", "GET /hosts", "GET /scenario",
+                                                  "POST /advance-day", "POST /mode"]})
         except (ValueError, KeyError, TypeError) as e:
             return Reply(400, json.dumps({"error": str(e)}).encode())
         return Reply(404, b'{"error":"not found"}')

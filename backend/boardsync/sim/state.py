@@ -10,6 +10,7 @@ from typing import Any
 
 from ..clock import SYSTEM, Clock
 from .antibot import AntiBot
+from .exits import Exits
 from .market import Market
 from .scenario import Scenario
 
@@ -41,6 +42,7 @@ class Counters:
     gateway_refused: int = 0
     gateway_auth_failed: int = 0
     tunnel_requests: int = 0
+    gateway_tunnels: int = 0  # CONNECT tunnels opened
     # per host and route ("29.push2/api"), per ban signal, per client fingerprint class
     requests_by_route: Counter[str] = field(default_factory=Counter)
     refused_by_route: Counter[str] = field(default_factory=Counter)
@@ -75,6 +77,7 @@ class SimState:
         self.market = Market(scenario, seed)
         self.antibot = AntiBot(scenario, seed)
         self.counters = Counters()
+        self.exits = Exits()
         self.outage: str | None = None
         self.shrink: dict[str, float] = {}
         self.clock = clock
