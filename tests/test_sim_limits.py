@@ -23,8 +23,8 @@ from boardsync.sim.upstream import HTML_BLOCK
 from helpers import FakeClock, wait_until
 
 CLIST = "/api/qt/clist/get"
-PARAMS = {"fs": "b:BK0475 f:!50", "pz": 100, "np": 1, "fltt": 2, "fid": "f12",
-          "fields": "f12,f13,f14"}
+PARAMS: dict[str, Any] = {"fs": "b:BK0475 f:!50", "pz": 100, "np": 1, "fltt": 2,
+                          "fid": "f12", "fields": "f12,f13,f14"}
 #: No latency, no token bucket to speak of, IPs that outlive the test, one clock second = 1 s.
 BASE = {"latency_median_s": 0.0, "rate_per_s": 1e6, "burst": 1e6, "extract_min_interval_s": 0.0,
         "ip_lifetime_s": 86_400.0, "ban_signal": "403"}
@@ -39,8 +39,8 @@ def sim(clock: FakeClock, **overrides: Any) -> Iterator[Simulator]:
 
 def exit_proxy(s: Simulator) -> str:
     """One issued IP of the simulated provider, as a proxy URL."""
-    text = requests.get(s.extract_url, timeout=5,
-                        params={"key": s.api_key, "num": 1, "format": "txt"}).text
+    params: dict[str, Any] = {"key": s.api_key, "num": 1, "format": "txt"}
+    text = requests.get(s.extract_url, params=params, timeout=5).text
     return "http://" + text.split(",")[0]
 
 
