@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
-from ..sim.cli_support import serve
+from ..sim.cli_support import banner, serve
 from .common import fail
 from .exitcodes import EXIT_USAGE
 from .signals import SignalFlags
@@ -24,16 +24,18 @@ def sim() -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Market and fault seed.")
 @click.option("--port", type=int, default=0, show_default=True,
               help="Upstream port (0 = pick a free one).")
-def sim_serve(scenario: str, time_scale: float, seed: int, port: int) -> None:
+@click.option("--world-seed", type=int, default=None,
+              help="Draw every rule but the market (rates, windows, bans, provider, routes) "
+                   "from documented ranges with this seed, and print them.")
+def sim_serve(scenario: str, time_scale: float, seed: int, port: int,
+              world_seed: int | None) -> None:
     """Serve the simulator on loopback and print its URLs until Ctrl+C."""
     try:
-        simulator = serve(scenario, time_scale, seed, port=port)
+        simulator = serve(scenario, time_scale, seed, port=port, world_seed=world_seed)
     except (ConfigError, FileNotFoundError, OSError) as e:
         fail(str(e), EXIT_USAGE)
-    click.echo(f"upstream    {simulator.upstream_url}/api/qt/clist/get")
-    click.echo(f"extract     {simulator.extract_url}?key={simulator.api_key}&num=1&format=txt")
-    click.echo(f"tunnel      {simulator.tunnel_url}")
-    click.echo(f"admin       {simulator.admin_url}/counters  {simulator.admin_url}/truth")
+    for line in banner(simulator, world=world_seed is not None):
+        click.echo(line)
     flags = SignalFlags()
     flags.install()
     try:
