@@ -230,3 +230,27 @@ def test_a_board_list_that_keeps_failing_ends_partial_after_the_other_kinds(
     assert summary.ok == summary.boards_total == len(truth) == 86
     store = Store(sqlite_url)
     assert {code: store.member_codes(code) for code in truth} == truth
+
+
+def test_https_through_connect_tunnels_verified_against_the_simulator_ca(
+        sqlite_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("trustme", reason="the simulator's HTTPS needs the tls extra")
+    codes = ("BK0475", "BK0596", "BK0473")
+    base = _settings(sqlite_url, tmp_path, force=True, boards=codes)
+    with simulated(base, "clean", time_scale=SCALE, seed=7, tls=True) as (settings, sim):
+        assert settings.upstream_url.startswith("https://") and settings.ca_bundle
+        summary = Run(settings).run()
+        truth = {code: sim.truth()[code] for code in codes}
+        counters = sim.counters()
+    assert summary.status == "ok" and summary.ok == 3
+    _assert_equals_truth(sqlite_url, truth)
+    assert counters["gateway_tunnels"] >= 1  # CONNECT, as through a real provider
+    assert "127.0.0.1" not in counters["requests_by_identity"]  # every request via an exit
+    assert counters["requests_by_fingerprint"]["library"] == counters["requests"]
+
+
+def test_a_ca_bundle_that_is_not_a_file_is_a_config_error(tmp_path: Path) -> None:
+    from boardsync.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ca_bundle"):
+        _settings("sqlite://", tmp_path, ca_bundle=str(tmp_path / "missing.pem"))

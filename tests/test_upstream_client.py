@@ -524,3 +524,10 @@ def test_simulator_reference_through_the_tunnel_never_leaks_credentials() -> Non
 
                 result = fetch_with_retries(fetch)
                 assert {m.code for m in result.members} == set(truth[code])
+
+
+def test_tls_verification_cannot_be_turned_off() -> None:
+    with pytest.raises(ConfigError, match="CA bundle"):
+        UpstreamClient("https://127.0.0.1:1", verify=False)
+    assert UpstreamClient("https://127.0.0.1:1", verify="/etc/ssl/ca.pem").verify == (
+        "/etc/ssl/ca.pem")

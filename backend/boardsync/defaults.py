@@ -64,6 +64,8 @@ FIELDS: dict[str, Field] = {
     "upstream_url": Field(
         str, "https://push2.eastmoney.com", "East Money push2 base URL (path is appended)"
     ),
+    "ca_bundle": Field(str, "", "PEM file of CA certificates to verify the upstream's HTTPS "
+                       "against ('' = certifi's roots); verification is never turned off"),
     "kinds": Field(tuple, ("industry", "concept"), "board kinds to sync: industry,concept,region"),
     "boards": Field(tuple, (), "only these board codes (empty = all boards of the kinds)"),
     "force": Field(bool, False, "resync every board whatever the state says"),

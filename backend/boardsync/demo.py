@@ -8,6 +8,7 @@ simulator applies, so the run keeps the reference run's proportions in a fractio
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,16 +36,34 @@ def scaled(settings: Settings, scale: float, **endpoints: Any) -> Settings:
     return settings.replace(**changes)
 
 
+def tls_available() -> bool:
+    """True when the simulator can serve HTTPS (the ``tls`` extra, trustme, is installed)."""
+    return importlib.util.find_spec("trustme") is not None
+
+
+def endpoints_of(sim: Simulator, proxy: str = "api") -> dict[str, Any]:
+    """The settings that point boardsync at a running simulator (upstream, CA, proxy)."""
+    endpoints: dict[str, Any] = {"upstream_url": sim.upstream_url,
+                                 "ca_bundle": sim.ca_bundle or "", "proxy": proxy}
+    if proxy == "api":
+        endpoints.update(proxy_api_url=sim.extract_url, proxy_api_key=sim.api_key)
+    elif proxy == "tunnel":
+        endpoints.update(proxy_tunnel_url=sim.tunnel_url)
+    return endpoints
+
+
 @contextmanager
 def simulated(settings: Settings, scenario: str, *, time_scale: float, seed: int,
-              proxy: str = "api") -> Iterator[tuple[Settings, Any]]:
-    """Start the simulator and yield ``(settings pointed at it, simulator)``."""
-    with Simulator(load_scenario(scenario), time_scale=time_scale, seed=seed) as sim:
-        endpoints: dict[str, Any] = {"upstream_url": sim.upstream_url, "proxy": proxy}
-        if proxy == "api":
-            endpoints.update(proxy_api_url=sim.extract_url, proxy_api_key=sim.api_key)
-        elif proxy == "tunnel":
-            endpoints.update(proxy_tunnel_url=sim.tunnel_url)
+              proxy: str = "api", tls: bool | None = None) -> Iterator[tuple[Settings, Any]]:
+    """Start the simulator and yield ``(settings pointed at it, simulator)``.
+
+    ``tls``: serve HTTPS (None = when trustme is installed), the client verifying against the
+    simulator's own test CA through ``ca_bundle``, as it would against the real host.
+    """
+    use_tls = tls_available() if tls is None else tls
+    with Simulator(load_scenario(scenario), time_scale=time_scale, seed=seed,
+                   tls=use_tls) as sim:
+        endpoints = endpoints_of(sim, proxy)
         logger.info("Simulator %s: upstream %s, time scale %s, seed %s", scenario,
                     sim.upstream_url, time_scale, seed)
         yield scaled(settings, time_scale, **endpoints), sim

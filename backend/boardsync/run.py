@@ -115,7 +115,8 @@ class Run:
     def make_client(self) -> UpstreamClient:
         s = self.settings
         return UpstreamClient(s.upstream_url, timeout=(s.connect_timeout, s.read_timeout),
-                              page_size=s.page_size, clock=self.clock)
+                              page_size=s.page_size, clock=self.clock,
+                              verify=s.ca_bundle or True)
 
     # -- the run ----------------------------------------------------------------------
 

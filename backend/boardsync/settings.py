@@ -70,6 +70,7 @@ class Settings:
     db_url: str
     state_path: str
     upstream_url: str
+    ca_bundle: str
     kinds: tuple[str, ...]
     boards: tuple[str, ...]
     force: bool
@@ -147,6 +148,9 @@ class Settings:
         the combinations (min <= max, what the proxy mode needs).
         """
         _check_url("upstream_url", self.upstream_url)
+        if self.ca_bundle and not Path(self.ca_bundle).is_file():
+            raise ConfigError(f"ca_bundle {self.ca_bundle!r} is not a file (want a PEM file of "
+                              "CA certificates, or '' for certifi's)", key="ca_bundle")
         _check_db_url(self.db_url)
         self._validate_selection()
         for key, choices in CHOICES.items():

@@ -22,7 +22,7 @@ from ..clock import SYSTEM
 from ..config import Settings
 from ..daemon import Daemon
 from ..daemon_job import SyncJob
-from ..demo import scaled, simulated
+from ..demo import endpoints_of, scaled, simulated
 from ..durations import parse_duration
 from ..errors import ConfigError
 from ..health import ErrorCollector, HealthServer, Telemetry, parse_address
@@ -90,8 +90,7 @@ def _start_simulator(stack: ExitStack, settings: Settings, scenario: str, time_s
             simulated(settings, scenario, time_scale=time_scale, seed=seed))
     except (ConfigError, FileNotFoundError) as e:
         fail(str(e), EXIT_USAGE)
-    endpoints = {"upstream_url": sim.upstream_url, "proxy": "api",
-                 "proxy_api_url": sim.extract_url, "proxy_api_key": sim.api_key}
+    endpoints = endpoints_of(sim)
 
     def adapt(s: Settings) -> Settings:
         return scaled(s, time_scale, **endpoints)

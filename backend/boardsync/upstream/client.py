@@ -112,6 +112,7 @@ class UpstreamClient:
         user_agent/referer: browser-like headers sent with every request.
         ut: optional public page token sent as ``ut``; None or ``""`` = not sent.
         clock: its wall time turns a ``Retry-After`` date into seconds.
+        verify: ``True`` (certifi's roots) or the path of a CA bundle; never ``False``.
 
     Raises:
         ConfigError: ``base_url`` is not ``http(s)://host...``, or ``page_size`` is not
@@ -129,6 +130,7 @@ class UpstreamClient:
         referer: str = DEFAULT_REFERER,
         ut: str | None = None,
         clock: Clock = SYSTEM,
+        verify: bool | str = True,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ConfigError(f"page_size must be 1..1000, got {page_size}", key="page_size")
@@ -145,6 +147,10 @@ class UpstreamClient:
         }
         self.ut = ut
         self.clock = clock
+        if verify is False:
+            raise ConfigError("TLS verification cannot be turned off; give a CA bundle instead",
+                              key="ca_bundle")
+        self.verify = verify
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -222,7 +228,7 @@ class UpstreamClient:
                 headers=self.headers,
                 proxies=proxies,
                 timeout=self.timeout,
-                verify=True,
+                verify=self.verify,
                 allow_redirects=False,
             )
             body = response.content
