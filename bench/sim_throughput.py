@@ -6,6 +6,11 @@ threads with one keep-alive ``requests.Session`` each, so the two sides do not s
 Latency, faults and the anti-bot allowance are switched off: this measures capacity.
 
     .venv/bin/python bench/sim_throughput.py [--seconds 5] [--threads 8] [--in-process]
+        [--https]
+
+``--https`` serves the upstream over TLS from the simulator's test CA (the ``tls`` extra) and
+measures plain HTTP direct as the baseline against HTTPS direct, HTTPS through the per-IP
+gateway (``CONNECT`` tunnels, one per client keep-alive session) and through the tunnel.
 
 ``--reference-run`` instead replays the reference run's own client settings against the
 ``reference`` scenario (6 workers, one IP each, 1-2 s delay before each request, 45 s IP TTL,
@@ -30,27 +35,31 @@ OVERRIDES = {"latency_median_s": 0.0, "rate_per_s": 1e9, "burst": 1e9,
              "extract_min_interval_s": 0.0, "ip_lifetime_s": 3600.0}
 
 
-def _serve(conn: Any) -> None:
+def _serve(conn: Any, tls: bool = False) -> None:
     from boardsync.sim import Simulator, load_scenario
 
     scn = load_scenario("clean").with_overrides(**OVERRIDES)
-    with Simulator(scn, time_scale=1.0, seed=7) as sim:
-        conn.send({"upstream": sim.upstream_url, "extract": sim.extract_url,
-                   "key": sim.api_key, "tunnel": sim.tunnel_url})
+    with Simulator(scn, time_scale=1.0, seed=7, tls=tls) as sim:
+        conn.send({"upstream": sim.upstream_url, "http": sim.http_urls["push2"],
+                   "extract": sim.extract_url, "key": sim.api_key, "tunnel": sim.tunnel_url,
+                   "ca": sim.ca_bundle})
         conn.recv()  # block until the parent is done
 
 
-def _run(urls: dict[str, str], proxies: list[str | None], seconds: float) -> tuple[int, int]:
+def _run(urls: dict[str, str], proxies: list[str | None], seconds: float,
+         base: str = "upstream") -> tuple[int, int]:
     done = [0] * len(proxies)
     errors = [0] * len(proxies)
     stop = time.monotonic() + seconds
 
     def worker(i: int, proxy: str | None) -> None:
         with requests.Session() as h:
-            kw: dict[str, Any] = {"proxies": {"http": proxy}} if proxy else {}
+            kw: dict[str, Any] = {"proxies": {"http": proxy, "https": proxy}} if proxy else {}
+            if urls.get("ca"):
+                kw["verify"] = urls["ca"]
             while time.monotonic() < stop:
                 try:
-                    r = h.get(urls["upstream"] + "/api/qt/clist/get", params=PARAMS,
+                    r = h.get(urls[base] + "/api/qt/clist/get", params=PARAMS,
                               timeout=10, **kw)
                     r.raise_for_status()
                     done[i] += 1
@@ -183,6 +192,8 @@ def main() -> None:
                     help="replay the reference run's client settings (calibration check)")
     ap.add_argument("--scale", type=float, default=0.02, help="time scale for --reference-run")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--https", action="store_true",
+                    help="serve TLS from the test CA; compare plain HTTP direct with HTTPS")
     args = ap.parse_args()
     if args.reference_run:
         for key, value in reference_run(args.scale, args.seed).items():
@@ -191,23 +202,32 @@ def main() -> None:
     proc = None
     if args.in_process:
         parent, child = mp.Pipe()
-        threading.Thread(target=_serve, args=(child,), daemon=True).start()
+        threading.Thread(target=_serve, args=(child, args.https), daemon=True).start()
     else:
         parent, child = mp.Pipe()
-        proc = mp.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
+        proc = mp.get_context("spawn").Process(target=_serve, args=(child, args.https),
+                                               daemon=True)
         proc.start()
     urls = parent.recv()
     ips = requests.get(urls["extract"], params={"key": urls["key"], "num": args.threads},
                        timeout=10).text.split("\r\n")
     gateway = [f"http://{line.split(',')[0]}" for line in ips]
     results: dict[str, float] = {}
-    for name, proxies in (("direct", [None] * args.threads), ("gateway", gateway),
-                          ("tunnel", [urls["tunnel"]] * args.threads)):
-        n, errs = _run(urls, proxies, args.seconds)
+    paths: list[tuple[str, list[str | None], str]] = [
+        ("direct", [None] * args.threads, "upstream"), ("gateway", list(gateway), "upstream"),
+        ("tunnel", [urls["tunnel"]] * args.threads, "upstream")]
+    if args.https:
+        paths.insert(0, ("http-direct", [None] * args.threads, "http"))
+    for name, proxies, base in paths:
+        n, errs = _run(urls, proxies, args.seconds, base)
         results[name] = n / args.seconds
-        print(f"{name:8s} {results[name]:8.0f} req/s  ({n} ok, {errs} errors, "
+        scheme = "https" if args.https and base == "upstream" else "http"
+        print(f"{name:11s} {results[name]:8.0f} req/s  ({n} ok, {errs} errors, {scheme}, "
               f"{args.threads} threads, {args.seconds:.0f} s, 100-row member pages)")
     print(f"gateway / direct = {results['gateway'] / results['direct']:.2f}")
+    if args.https:
+        print(f"https gateway / http direct = "
+              f"{results['gateway'] / results['http-direct']:.2f}")
     parent.send("stop")
     if proc is not None:
         proc.join(timeout=10)
