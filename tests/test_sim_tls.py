@@ -14,6 +14,7 @@ import requests
 
 from boardsync.errors import ConfigError
 from boardsync.sim import Simulator, load_scenario
+from boardsync.sim.exits import Exits, address_of
 from boardsync.sim.hosts import CLIST_HOSTS, ROUTES, RouteTable, parse_health
 from boardsync.sim.tls import client_class, is_grease, parse_client_hello
 from helpers import FakeClock
@@ -297,3 +298,14 @@ def test_admin_serves_rules_and_hosts() -> None:
     assert rules["tls"] is True and rules["scenario"]["rate_per_s"] == 1e6
     assert hosts["29.push2"]["name"] == "29.push2.eastmoney.com"
     assert hosts["29.push2"]["https"].startswith("https://127.0.0.1:")
+
+
+def test_exit_addresses_are_distinct_and_map_back() -> None:
+    exits = Exits()
+    a, b = exits.address_for("58.1.2.3"), exits.address_for("60.4.5.6")
+    assert a != b and a.startswith("127.") and exits.address_for("58.1.2.3") == a
+    assert exits.name_of(a) == "58.1.2.3" and exits.name_of("127.0.0.1") == "127.0.0.1"
+    assert address_of(0) == "127.20.1.1" and address_of(250) == "127.20.2.1"
+    assert len({address_of(i) for i in range(70_000)}) == 70_000
+    collapsed = Exits(aliases=False)
+    assert collapsed.address_for("58.1.2.3") == "127.0.0.1"

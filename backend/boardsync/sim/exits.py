@@ -7,8 +7,9 @@ gateway binds its outgoing socket to, and the upstream maps the peer address bac
 exit's public-looking name (``58.x.y.z``). A direct client is known by its own address.
 
 Linux routes all of ``127.0.0.0/8`` to loopback; where binding such an address fails (macOS
-configures only 127.0.0.1) :func:`aliases_supported` says so and the simulator refuses
-to start a gateway whose identities would all collapse into one.
+configures only 127.0.0.1) :func:`aliases_supported` says so, every exit then leaves from
+127.0.0.1 and the upstream sees one identity (the simulator logs a warning: per-IP limits
+cannot be told apart there; ``sudo ifconfig lo0 alias 127.20.1.1`` ... would restore them).
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ def aliases_supported() -> bool:
 class Exits:
     """Two-way map between exit names and their loopback source addresses (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, aliases: bool = True) -> None:
+        self.aliases = aliases
         self._lock = threading.Lock()
         self._address: dict[str, str] = {}
         self._name: dict[str, str] = {}
 
     def address_for(self, name: str) -> str:
         """The source address of exit ``name`` (allocated on first use, then stable)."""
+        if not self.aliases:
+            return "127.0.0.1"
         with self._lock:
             address = self._address.get(name)
             if address is None:

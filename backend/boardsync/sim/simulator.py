@@ -89,6 +89,9 @@ class Simulator:
         """Start the loop thread and every listener; returns ``self`` once they accept."""
         if self._thread is not None:
             return self
+        if not self.state.exits.aliases:
+            logger.warning("Simulator: this host cannot bind loopback addresses other than "
+                           "127.0.0.1, so every proxy exit looks like one identity upstream")
         if self.tls and self._ca is None:
             self._ca = TestCA()
             self.ca_bundle = self._ca.ca_bundle

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..clock import SYSTEM, Clock
 from .antibot import AntiBot
-from .exits import Exits
+from .exits import Exits, aliases_supported
 from .market import Market
 from .scenario import Scenario
 
@@ -77,7 +77,7 @@ class SimState:
         self.market = Market(scenario, seed)
         self.antibot = AntiBot(scenario, seed)
         self.counters = Counters()
-        self.exits = Exits()
+        self.exits = Exits(aliases_supported())
         self.outage: str | None = None
         self.shrink: dict[str, float] = {}
         self.clock = clock
