@@ -1,7 +1,10 @@
 """The simulated market: stocks, boards, memberships, live prices and day-to-day churn.
 
 Counts are constructed exactly (board sizes are drawn, then corrected to the scenario's totals)
-before members are assigned, so the reference totals hold for every seed. Prices move as a
+before members are assigned, so the reference totals hold for every seed. A scenario with
+``industry_levels`` gets the 2026 scheme instead (``levels.py``: three nested industry levels,
+per-period concepts, a revamp day, directory-only boards); one without draws exactly what it
+drew before that scheme existed (``tests/test_sim_market_today.py`` pins it). Prices move as a
 smooth function of simulated time, so a list sorted by change % reorders itself while a
 client pages through it, as the real one does in trading hours.
 """
@@ -15,52 +18,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from ..models import Board
+from .names import CONCEPT_NAMES, EXTRA_INDUSTRIES, NAME_HEADS, NAME_TAILS, REGIONS
 from .scenario import Scenario
 
 logger = logging.getLogger(__name__)
 
-
-#: Real industry codes and names (East Money old scheme) beyond the 50 in the real capture.
-EXTRA_INDUSTRIES: tuple[tuple[str, str], ...] = (
-    ("BK0475", "银行"), ("BK0473", "证券"), ("BK0477", "酿酒行业"), ("BK0438", "食品饮料"),
-    ("BK0456", "家电行业"), ("BK0481", "汽车零部件"), ("BK1029", "汽车整车"),
-    ("BK0447", "互联网服务"), ("BK0737", "软件开发"), ("BK0486", "文化传媒"), ("BK1046", "游戏"),
-    ("BK0736", "通信服务"), ("BK0480", "航天航空"), ("BK0545", "通用设备"),
-    ("BK0739", "工程机械"), ("BK0726", "工程咨询服务"), ("BK0476", "木业家具"),
-    ("BK0436", "纺织服装"), ("BK0440", "家用轻工"), ("BK0485", "旅游酒店"),
-    ("BK0458", "仪器仪表"), ("BK1031", "光伏设备"), ("BK1032", "风电设备"), ("BK1033", "电池"),
-    ("BK1034", "电源设备"), ("BK1035", "美容护理"), ("BK1038", "光学光电子"), ("BK1040", "中药"),
-    ("BK1043", "专业服务"), ("BK1044", "生物制品"), ("BK0450", "航运港口"),
-    ("BK0421", "铁路公路"), ("BK0732", "贵金属"), ("BK0735", "安防设备"),
-    ("BK1017", "采掘行业"), ("BK1019", "化学原料"), ("BK0910", "专用设备"),
-    ("BK1047", "计算机设备"), ("BK1048", "电子化学品Ⅱ"),
-)
-
-CONCEPT_NAMES: tuple[str, ...] = (
-    "深股通", "沪股通", "MSCI中国", "标准普尔", "富时罗素", "HS300_", "上证180_", "中证500",
-    "创业板综", "深成500", "机构重仓", "预盈预增", "昨日涨停", "昨日连板", "专精特新", "国企改革",
-    "新能源车", "锂电池", "光伏概念", "储能", "氢能源", "风能", "核能核电", "特高压", "充电桩",
-    "半导体概念", "芯片概念", "第三代半导体", "国产芯片", "存储芯片", "汽车芯片", "人工智能",
-    "ChatGPT概念", "算力概念", "CPO概念", "数据中心", "云计算", "大数据", "东数西算", "信创",
-    "国产软件", "网络安全", "区块链", "数字货币", "元宇宙概念", "虚拟现实", "5G概念", "6G概念",
-    "物联网", "工业互联", "机器人概念", "人形机器人", "减速器", "无人机", "低空经济", "卫星导航",
-    "军工", "航母概念", "大飞机", "医疗器械概念", "创新药", "CRO", "中药概念",
-    "疫苗", "医美概念", "养老概念", "体育产业", "在线教育", "网络游戏", "短剧互动游戏", "影视概念",
-    "电商概念", "跨境电商", "统一大市场", "一带一路", "京津冀", "粤港澳大湾区", "长江三角",
-    "雄安新区", "海南自贸", "成渝特区", "西部大开发", "乡村振兴", "转基因", "种业", "猪肉概念",
-    "白酒", "预制菜概念", "啤酒概念", "化妆品", "宠物经济", "装配建筑", "基建", "REITs概念",
-    "稀土永磁", "小金属概念", "黄金概念", "有机硅", "氟化工", "磷化工", "钠离子电池", "固态电池",
-    "钒电池", "PCB", "消费电子概念", "苹果概念", "华为概念", "小米汽车", "鸿蒙概念", "汽车热管理",
-    "无人驾驶", "车联网", "智能电网", "虚拟电厂", "超导概念", "可控核聚变", "碳交易", "垃圾分类",
-    "污水处理", "土壤修复", "节能环保", "融资融券",
-)
-
-NAME_HEADS = "华中国东南西北新宏天金海通光电科信达安恒泰长盛鑫瑞德利康美永兴汇源嘉成博远明亿联创"
-NAME_TAILS = ("股份", "科技", "电子", "药业", "集团", "能源", "材料", "智能", "控股", "实业",
-              "电气", "精工", "生物", "传媒", "新材", "重工", "信息", "环境", "食品", "化工")
-REGIONS = ("北京", "上海", "天津", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏",
-           "浙江", "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川",
-           "贵州", "云南", "陕西", "甘肃", "青海", "内蒙古", "广西", "西藏", "宁夏", "新疆")
 
 #: (share of listed stocks, code ranges) per exchange segment; f13 is 1 for 6xxxxx, else 0.
 SEGMENTS: tuple[tuple[float, tuple[tuple[int, int], ...]], ...] = (
@@ -169,10 +131,21 @@ class Market:
         self.members: dict[str, set[str]] = {}
         self._sorted: dict[str, list[str]] = {}
         self._kind_sorted: dict[str, list[str]] = {}
+        # The 2026 scheme's state (``levels.py``); empty for a single-level market.
+        self.levels: dict[str, int] = {}  # industry board -> level 1..3 (directory-only too)
+        self.parent: dict[str, str] = {}  # industry board -> the board one level up
+        self.unquoted: dict[str, BoardInfo] = {}  # in the directory, not in lists or members
+        self.period: dict[str, int] = {}  # per-period concept board -> its period index
+        self.retired: set[str] = set()  # codes the 2026 scheme removed (never reused)
         self._build_stocks(rng)
-        self._build_industries(rng)
-        self._build_concepts(rng)
-        self._build_regions(rng)
+        if scenario.industry_levels:
+            from .levels import build  # levels imports this module: one-way at load time
+
+            build(self, rng)
+        else:
+            self._build_industries(rng)
+            self._build_concepts(rng)
+            self._build_regions(rng)
         self._refresh_board_stats()
 
     # -- construction ---------------------------------------------------------------------
@@ -282,10 +255,19 @@ class Market:
             name = f"{REGIONS[i % len(REGIONS)]}板块" + ("" if i < len(REGIONS) else str(i))
             self._add_board(rng, code, name, "region", groups[i])
 
+    def _remove_board(self, code: str) -> BoardInfo:
+        board = self.boards.pop(code)
+        del self.members[code]
+        self._sorted.pop(code, None)
+        self._kind_sorted.pop(board.kind, None)
+        return board
+
     def _refresh_board_stats(self) -> None:
         # Up/down counts and leaders from the quotes at the day's open (t=0): cheap and stable.
+        # Each stock's open change is computed once, not once per board it belongs to.
+        open_pct = {code: st.quote.pct(0.0) for code, st in self.stocks.items()}
         for code, board in self.boards.items():
-            pcts = sorted((self.stocks[c].quote.pct(0.0), c) for c in self.members[code])
+            pcts = sorted((open_pct[c], c) for c in self.members[code])
             board.up = sum(1 for p, _ in pcts if p > 0)
             board.down = sum(1 for p, _ in pcts if p < 0)
             board.leader = pcts[-1][1] if pcts else ""
@@ -306,6 +288,22 @@ class Market:
             cached = self._kind_sorted[kind] = sorted(
                 c for c, b in self.boards.items() if b.kind == kind)
         return cached
+
+    def level_of(self, code: str) -> int | None:
+        """Industry level (1, 2 or 3) of an industry board, directory-only ones included;
+        ``None`` for other boards, unknown codes and every board of a single-level market."""
+        return self.levels.get(code)
+
+    def boards_of_level(self, level: int) -> list[str]:
+        """Listed industry board codes of ``level``, ascending (what ``m:90 s:2**level``
+        selects); empty on a single-level market."""
+        return [c for c in self.boards_of_kind("industry") if self.levels.get(c) == level]
+
+    def directory_rows(self) -> list[dict[str, object]]:
+        """The board directory's ``bklist`` rows (``sidemenu_new.json``; see ``levels.py``)."""
+        from .levels import directory_rows  # see __init__
+
+        return directory_rows(self)
 
     def truth(self) -> dict[str, frozenset[str]]:
         """``{board code: member codes}`` for every live board."""
@@ -336,8 +334,12 @@ class Market:
         Returns ``{"joined": {board: set}, "left": {board: set}, "added_boards": [code],
         "deleted_boards": [code]}``; the new truth is the old one with ``joined`` added and
         ``left`` removed per board (an added board's members are all in ``joined``), minus the
-        deleted boards.
+        deleted boards. A 2026-scheme market adds its own keys (``levels.advance``).
         """
+        if self.scenario.industry_levels:
+            from .levels import advance  # see __init__
+
+            return advance(self)
         self.day += 1
         s = self.scenario
         rng = random.Random(f"{self.seed}:day:{self.day}")

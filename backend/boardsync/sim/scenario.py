@@ -162,8 +162,10 @@ class Scenario:
                                   f"industry_memberships must be {self.stocks * len(levels)}")
             if not 1 <= self.revamp_level <= len(levels):
                 raise ConfigError(f"{where}: revamp_level must be a level 1..{len(levels)}")
-        elif self.revamp_day:
-            raise ConfigError(f"{where}: revamp_day needs industry_levels")
+        else:
+            for key in ("revamp_day", "period_concepts", "directory_unquoted"):
+                if getattr(self, key):  # only the 2026 scheme builds them (sim/levels.py)
+                    raise ConfigError(f"{where}: {key} needs industry_levels")
         if self.period_concepts and self.period_concepts > self.concept_boards - 1:
             raise ConfigError(f"{where}: period_concepts must leave room for {self.largest_board}"
                               " among the concept boards")

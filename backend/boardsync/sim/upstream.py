@@ -28,6 +28,11 @@ PAGE_CAP = 100
 DEFAULT_PZ = 20
 DEFAULT_FIELDS = ("f1", "f2", "f3", "f4", "f12", "f13", "f14")
 KIND_BY_T = {"2": "industry", "3": "concept", "1": "region"}
+#: The 2026 level filters: ``m:90 s:2`` level 1, ``s:4`` level 2, ``s:8`` level 3
+#: (EASTMONEY_API.md section 13); honoured only on a levelled market (``today``).
+LEVEL_BY_S = {"2": 1, "4": 2, "8": 3}
+#: Envelope ``rc`` for the members of a directory board that has no quote (BK1362 in 2026).
+RC_UNQUOTED = 100
 IDENTITY_HEADER = "x-sim-exit"
 GATEWAY_HEADER = "x-sim-gateway"
 
@@ -152,6 +157,34 @@ class RowRenderer:
     def row(self, values: dict[int, Any], order: list[int]) -> dict[str, Any]:
         out = self._out
         return {f"f{n}": out(n, values.get(n, "-")) for n in order}
+
+
+def list_codes(market: Market, fs: str) -> list[str] | None:
+    """Board codes a list ``fs`` selects, ascending; ``None`` when it names no board list.
+
+    Comma-separated alternatives are united (``m:90+t:2+f:!50,m:90+t:3+f:!50``). Within one
+    alternative, ``t:`` kinds are united, ``s:`` levels are united, and an alternative naming
+    both keeps the boards that match both. On a single-level market ``s:`` tokens are
+    ignored, so ``m:90 s:2`` alone is no list there (``data: null``), as before levels.
+    """
+    levelled = bool(market.levels)
+    codes: set[str] = set()
+    named = False
+    for alt in fs.split(","):
+        tokens = set(alt.split())
+        if "m:90" not in tokens:
+            continue
+        kinds = [KIND_BY_T[tok[2:]] for tok in tokens
+                 if tok.startswith("t:") and tok[2:] in KIND_BY_T]
+        levels = [LEVEL_BY_S[tok[2:]] for tok in tokens
+                  if levelled and tok.startswith("s:") and tok[2:] in LEVEL_BY_S]
+        if not kinds and not levels:
+            continue
+        named = True
+        by_kind = {c for kind in kinds for c in market.boards_of_kind(kind)}
+        by_level = {c for level in levels for c in market.boards_of_level(level)}
+        codes |= (by_kind & by_level) if kinds and levels else (by_kind | by_level)
+    return sorted(codes) if named else None
 
 
 def _int(params: dict[str, str], key: str, default: int) -> int:
@@ -280,12 +313,23 @@ class Upstream:
             return Reply(200, HTML_BLOCK, "text/html; charset=utf-8")
         with st.lock:
             data = None if fault == "null_data" else self.page(params, fs, board, lag_s=lag_s)
-        body = self.encode(data, params)
+        body = self.encode(data, params, rc=self.rc_of(board, data))
         return Reply(200, body, json_type(params),
                      mode="truncate" if fault == "truncated" else "send")
 
-    def encode(self, data: dict[str, Any] | None, params: dict[str, str]) -> bytes:
-        text = ENVELOPE_HEAD + json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "}"
+    def rc_of(self, board: str | None, data: dict[str, Any] | None) -> int:
+        """The envelope's ``rc``: ``RC_UNQUOTED`` for a null answer about a directory-only
+        board (it has no quote), else 0 (an unknown board is ``rc 0, data null``, as before)."""
+        if data is not None or board is None:
+            return 0
+        with self.state.lock:
+            return RC_UNQUOTED if board in self.state.market.unquoted else 0
+
+    def encode(self, data: dict[str, Any] | None, params: dict[str, str], *,
+               rc: int = 0) -> bytes:
+        """The body: ``ENVELOPE_HEAD`` (with ``rc`` when not 0), ``data``, JSONP when ``cb``."""
+        head = ENVELOPE_HEAD if rc == 0 else ENVELOPE_HEAD.replace('"rc":0', f'"rc":{rc}', 1)
+        text = head + json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "}"
         cb = params.get("cb")
         if cb:
             text = f"{cb}({text});"
@@ -316,15 +360,10 @@ class Upstream:
             def pct_of(code: str) -> float:
                 return stocks[code].quote.pct(t)
         else:
-            kinds = []
-            for alt in fs.split(","):
-                tokens = set(alt.split())
-                if "m:90" in tokens:
-                    kinds += [KIND_BY_T[tok[2:]] for tok in tokens
-                              if tok.startswith("t:") and tok[2:] in KIND_BY_T]
-            if not kinds:
+            listed = list_codes(market, fs)
+            if listed is None:
                 return None
-            codes = sorted({c for kind in kinds for c in market.boards_of_kind(kind)})
+            codes = listed
             boards = market.boards
 
             def fields_of(code: str) -> dict[int, Any]:
