@@ -330,9 +330,15 @@ def directory_rows(m: Market) -> list[dict[str, object]]:
 
     Row keys in the real order: ``market`` (90), ``code``, ``name``, ``pinyin``, ``type``
     (1 region, 2 industry, 3 concept) and ``flag`` (an industry board's level 1/2/3; 0 for
-    concepts, regions and a single-level market's industries). Keys and meanings follow a
-    2026 client's documented sample row and litchi-head's report (the page script names the
-    types and levels); the row order and the ``pinyin`` values are inferred/made up.
+    concepts, regions and a single-level market's industries).
+
+    Evidence: a 2026 C# client in the code index (``EastMoneySideMenuBoardListProvider``,
+    repository not identifiable) documents one real row with these six keys in this order
+    and the meanings of ``type`` and ``flag``; litchi-head's report (2026-09-04) says the page
+    script names the types and that ``flag`` 1/2/3 is the level, and its client checks
+    ``market == 90`` and ``type``; SayuStock's client reads ``bklist`` rows' ``type``,
+    ``name`` and ``code``. Inferred or made up: the rows' order, ``pinyin``'s values, and
+    that the file holds nothing else a board client needs.
     """
     rows: list[dict[str, object]] = []
     for kind, type_ in DIRECTORY_TYPE.items():
