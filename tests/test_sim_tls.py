@@ -15,7 +15,7 @@ import requests
 from boardsync.errors import ConfigError
 from boardsync.sim import Simulator, load_scenario
 from boardsync.sim.exits import Exits, address_of
-from boardsync.sim.hosts import CLIST_HOSTS, ROUTES, RouteTable, parse_health
+from boardsync.sim.hosts import CLIST_HOSTS, DIRECTORY_PATH, ROUTES, RouteTable, parse_health
 from boardsync.sim.tls import client_class, is_grease, parse_client_hello
 from helpers import FakeClock
 
@@ -309,3 +309,17 @@ def test_exit_addresses_are_distinct_and_map_back() -> None:
     assert len({address_of(i) for i in range(70_000)}) == 70_000
     collapsed = Exits(aliases=False)
     assert collapsed.address_for("58.1.2.3") == "127.0.0.1"
+
+
+def test_quote_host_serves_the_board_directory_over_https() -> None:
+    with sim() as s:
+        proxies, _ = proxy_of(s)
+        via_proxy = session().get("https://quote.eastmoney.com" + DIRECTORY_PATH,
+                                  proxies=proxies, verify=s.ca_bundle, timeout=5)
+        on_push2 = session().get(s.upstream_url + DIRECTORY_PATH, verify=s.ca_bundle,
+                                 timeout=5)
+        counted = s.counters()["requests_by_route"]
+        boards = s.boards()
+    rows = via_proxy.json()["bklist"]
+    assert via_proxy.status_code == 200 and on_push2.status_code == 404
+    assert len(rows) == len(boards) and counted["quote/directory"] == 1

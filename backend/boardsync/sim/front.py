@@ -11,27 +11,24 @@ limits see the request, as a WAF in front of the real servers would.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
 
 from .hosts import DIRECTORY_PATH, ROUTE_OF_PATH, RouteTable
 from .httpd import DROP, Conn, Reply, Request
+from .levels import directory_json
 from .state import SimState
 from .tls import client_class
 from .upstream import HTML_404, Upstream
-
-Directory = Callable[[Request], Awaitable[Reply]]
 
 
 class HostFront:
     """The request handler of host ``name`` (runs on the simulator's event loop)."""
 
-    def __init__(self, state: SimState, upstream: Upstream, name: str, routes: RouteTable,
-                 directory: Directory | None = None) -> None:
+    def __init__(self, state: SimState, upstream: Upstream, name: str,
+                 routes: RouteTable) -> None:
         self.state = state
         self.upstream = upstream
         self.name = name
         self.routes = routes
-        self.directory = directory
         self.rng = random.Random(f"{state.seed}:host:{name}")
 
     async def handle(self, request: Request, conn: Conn) -> Reply:
@@ -41,8 +38,8 @@ class HostFront:
         request.peer = st.exits.name_of(request.peer)
         route = ROUTE_OF_PATH.get(path) if self.name != "quote" else None
         if route is None:
-            if path == DIRECTORY_PATH and self.name == "quote" and self.directory is not None:
-                return await self.directory(request)
+            if path == DIRECTORY_PATH and self.name == "quote":
+                return self.directory_reply()
             with st.lock:
                 st.counters.not_found += 1
             return Reply(404, HTML_404, "text/html")
@@ -61,3 +58,11 @@ class HostFront:
         if refused:
             return DROP
         return await self.upstream.handle(request, conn, lag_s=health.lag_s)
+
+    def directory_reply(self) -> Reply:
+        """The static board directory (a file on a CDN host: no rate limit, no faults)."""
+        st = self.state
+        with st.lock:
+            st.counters.requests_by_route["quote/directory"] += 1
+            body = directory_json(st.market)
+        return Reply(200, body, "application/json; charset=utf-8")
