@@ -186,7 +186,8 @@ def describe_world(s: Scenario) -> list[str]:
         f"pace       {s.rate_per_s:g} req/s per exit IP, burst {s.burst:g}; windows "
         f"{_windows_text(s.windows)}; at most {s.concurrency_cap} in flight",
         f"bans       {s.ban_s:g} s, signalled by {s.ban_signal}",
-        f"provider   up to {s.extract_max_num} IPs a call, calls >= "
+        f"provider   up to {s.extract_max_num} IP{'' if s.extract_max_num == 1 else 's'} a call, "
+        f"calls >= "
         f"{s.extract_min_interval_s:g} s apart, {s.extract_quota_per_day} IPs a day",
         f"ips        live {s.ip_lifetime_s:g} s (TTL given as {s.ttl_format}), "
         f"{s.ip_doa_fraction:.0%} dead on arrival; tunnel rotates every {s.tunnel_rotate_s:g} s",
