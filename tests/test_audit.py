@@ -147,7 +147,8 @@ def test_stock_lists_current_and_past_boards_with_dates(world: World) -> None:
     assert [(r["board_code"], r["since"], r["until"], r["current"]) for r in rows] == [
         ("BK0475", D1, None, True), ("BK0493", D1, D2, False)]
     assert rows[1]["board_name"] == "新能源车" and rows[1]["kind"] == "concept"
-    assert audit.stock_rows(world.store, "688888") == []
+    with pytest.raises(ConfigError, match="stock 688888 is in no board"):  # not "none"
+        audit.stock_rows(world.store, "688888")
 
 
 def test_runs_and_run_detail(world: World) -> None:

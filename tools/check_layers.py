@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("crew", {"crew"}),
     ("worker", {"worker"}),
     ("run", {"run", "lists", "ledger", "writer"}),
-    ("app", {"audit", "report", "daemon", "daemon_job", "health", "progress"}),
+    ("app", {"audit", "report", "daemon", "daemon_job", "health", "progress", "api"}),
     ("sim", {"sim", "demo"}),
     ("cli", {"cli", "__main__", "__init__"}),
 ]

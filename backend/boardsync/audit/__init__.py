@@ -36,11 +36,13 @@ from .overview import format_overview, state_overview
 from .queries import (
     BOARD_COLUMNS,
     CHANGE_COLUMNS,
+    LATEST,
     MEMBER_COLUMNS,
     RUN_COLUMNS,
     STOCK_COLUMNS,
     board_rows,
     change_rows,
+    member_note,
     member_rows,
     run_detail,
     run_rows,
@@ -50,10 +52,10 @@ from .trail import board_digests_for, board_trail, format_trail
 from .verification import PROBLEMS, Problem, VerifyResult, verify, verify_store
 
 __all__ = [
-    "BOARD_COLUMNS", "CHANGE_COLUMNS", "MEMBER_COLUMNS", "PROBLEMS", "RUN_COLUMNS",
+    "BOARD_COLUMNS", "CHANGE_COLUMNS", "LATEST", "MEMBER_COLUMNS", "PROBLEMS", "RUN_COLUMNS",
     "STOCK_COLUMNS", "Problem", "VerifyResult", "as_of_instant", "board_digests_for",
     "board_rows", "board_trail", "change_rows", "check_board_code", "check_stock_code",
-    "format_overview", "format_trail", "load_state", "member_rows", "open_store",
+    "format_overview", "format_trail", "load_state", "member_note", "member_rows", "open_store",
     "parse_time", "run_detail", "run_rows", "state_overview", "stock_rows", "verify",
     "verify_store",
 ]

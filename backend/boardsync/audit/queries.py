@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import ConfigError
+from ..report import iso
 from ..store import RunRecord, Store
 from .inputs import check_board_code, check_stock_code
 
@@ -19,6 +20,8 @@ BOARD_COLUMNS = ("code", "name", "kind", "members", "checksum", "last_run_id", "
 MEMBER_COLUMNS = ("board_code", "stock_code", "stock_name", "market")
 CHANGE_COLUMNS = ("at", "run_id", "board_code", "event", "stock_code", "stock_name")
 STOCK_COLUMNS = ("stock_code", "board_code", "board_name", "kind", "since", "until", "current")
+#: The run id that names the newest run (``changes --run latest``, ``runs show latest``).
+LATEST = "latest"
 RUN_COLUMNS = ("id", "mode", "status", "started_at", "finished_at", "duration_s", "boards_ok",
                "boards_failed", "rows_written", "joined", "left", "ips_used", "errors")
 
@@ -38,6 +41,13 @@ def _known_board(store: Store, code: str) -> None:
 
 
 def _known_run(store: Store, run_id: str) -> RunRecord:
+    """The run ``run_id`` (``latest``: the newest run), or ConfigError: an empty answer
+    would read "that run changed nothing"."""
+    if run_id == LATEST:
+        newest = store.runs(1)
+        if not newest:
+            raise ConfigError(f"no runs in the database {store.url} yet", "run")
+        return newest[0]
     rec = store.run(run_id)
     if rec is None:
         raise ConfigError(f"no run {run_id!r} in the database {store.url} (see `boardsync "
@@ -57,6 +67,28 @@ def member_rows(store: Store, code: str, as_of: datetime | None = None) -> list[
              "market": m.market} for m in store.members(code, as_of=as_of)]
 
 
+def member_note(store: Store, code: str, as_of: datetime | None = None) -> str | None:
+    """Why :func:`member_rows` may be empty although the board is known, or None.
+
+    A deleted board has no current members, and before boardsync first wrote a board its
+    history is empty: both are true answers, but a bare empty list would read "no members".
+    """
+    code = check_board_code(code)
+    row = next((r for r in store.board_list() if r.code == code), None)
+    if row is None:
+        return None
+    if as_of is None:
+        if row.deleted_at is not None:
+            return (f"board {code} was deleted upstream at {iso(row.deleted_at)}: it has no "
+                    "current members (--as-of shows its past ones)")
+        return None
+    first = next(iter(store.changes(code)), None)
+    if first is None or as_of < first.at:
+        began = f"began {iso(first.at)}" if first else "has not begun (never written)"
+        return f"{iso(as_of)} is before the history of {code}, which {began}: no members then"
+    return None
+
+
 def change_rows(store: Store, board: str | None = None, since: datetime | None = None,
                 until: datetime | None = None, run_id: str | None = None,
                 ) -> list[dict[str, Any]]:
@@ -69,7 +101,7 @@ def change_rows(store: Store, board: str | None = None, since: datetime | None =
     if code is not None:
         _known_board(store, code)
     if run_id is not None:
-        _known_run(store, run_id)  # else an empty answer would read "that run changed nothing"
+        run_id = _known_run(store, run_id).id
     return [{"at": c.at, "run_id": c.run_id, "board_code": c.board_code, "event": c.event,
              "stock_code": c.stock_code, "stock_name": c.stock_name}
             for c in store.changes(code, since, until) if run_id is None or c.run_id == run_id]
@@ -79,12 +111,19 @@ def stock_rows(store: Store, stock: str) -> list[dict[str, Any]]:
     """The boards a stock belongs to (``current``) and belonged to, with their intervals.
 
     Current memberships first (by board), then past ones (most recent first).
+
+    Raises:
+        ConfigError: malformed code, or a stock no board of the database ever held (an
+            empty answer would read "in no board", which the database cannot know).
     """
     code = check_stock_code(stock)
     rows: list[dict[str, Any]] = [
         {"stock_code": code, "board_code": sb.board.code, "board_name": sb.board.name,
          "kind": sb.board.kind, "since": sb.since, "until": sb.until,
          "current": sb.until is None} for sb in store.stock_boards(code)]
+    if not rows:
+        raise ConfigError(f"stock {code} is in no board of the database {store.url}, now or "
+                          "in its history", "stock")
     current = sorted((r for r in rows if r["current"]), key=lambda r: r["board_code"])
     past = sorted((r for r in rows if not r["current"]),
                   key=lambda r: (r["until"], r["board_code"]), reverse=True)

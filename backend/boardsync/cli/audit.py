@@ -103,6 +103,9 @@ def members_cmd(obj: dict[str, Any], code: str, as_of: str | None, fmt: str | No
         when = audit.as_of_instant(as_of) if as_of is not None else None
     with _store(obj, db_url) as store, _errors():
         _echo_rows(audit.member_rows(store, code, when), audit.MEMBER_COLUMNS, fmt)
+        note = audit.member_note(store, code, when)
+    if note:
+        click.echo(f"boardsync: note: {note}", err=True)
 
 
 @click.command("changes")
