@@ -2,9 +2,8 @@
 ``Simulator`` and read back by boardsync's own extraction parser.
 
 The simulator reads time from a ``FakeClock`` that never moves, so every expected TTL is exact.
-``expire_time`` is written in the *host's* local zone while boardsync reads China time
-(UTC+8): the TTL the parser derives is the lifetime plus (host offset - 8 h). That is the
-pinned behaviour, asserted as such, so the test passes in any host zone.
+``expire_time`` is written in China time (UTC+8), the zone boardsync reads it in, whatever the
+host's zone: the TTL the parser derives is the lifetime, to the second.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import requests
 
 from boardsync.proxy import parse_extraction_body
 from boardsync.sim import Simulator, load_scenario
-from boardsync.sim.provider import render_success
+from boardsync.sim.provider import PROVIDER_ZONE, render_success
 from helpers import T0, FakeClock
 
 SCALE = 0.01
@@ -28,13 +27,6 @@ REAL_LIFETIME = LIFETIME_S * SCALE
 CLOCK_T0 = 1000.0
 WALL_NOW = T0.timestamp()  # the fake clock's wall time, which never moves
 EXPIRY = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
-
-
-def _zone_skew() -> float:
-    """Host offset minus China's, in seconds, at the expiry the simulator writes."""
-    offset = (T0 + timedelta(seconds=REAL_LIFETIME)).astimezone().utcoffset()
-    assert offset is not None
-    return offset.total_seconds() - 8 * 3600
 
 
 @contextmanager
@@ -61,7 +53,7 @@ def test_every_variant_is_parsed_by_boardsync(ttl_format: str, fmt: str) -> None
     eps = parse_extraction_body(reply.content, wall_now=WALL_NOW)
     assert [e.port for e in eps] == [ip.port for ip in issued] and len(eps) == 3
     assert all(e.host == "127.0.0.1" for e in eps)
-    expected = {"seconds": REAL_LIFETIME, "expire_time": REAL_LIFETIME + _zone_skew(),
+    expected = {"seconds": REAL_LIFETIME, "expire_time": REAL_LIFETIME,
                 "none": None}[ttl_format]
     for ep in eps:
         assert ep.ttl_s == (None if expected is None else pytest.approx(expected, abs=1.0))
@@ -103,7 +95,8 @@ def test_seconds_form_is_byte_for_byte_the_calibrated_one() -> None:
     txt = render_success(fresh, "txt", "seconds", 0.6, T0)  # type: ignore[arg-type]
     assert txt.body == b"127.0.0.1:4001,0.6\r\n127.0.0.1:4002,0.6"
     js = render_success(fresh[:1], "json", "seconds", 0.6, T0)  # type: ignore[arg-type]
-    expire = (T0 + timedelta(seconds=0.6)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    expire = (T0 + timedelta(seconds=0.6)).astimezone(PROVIDER_ZONE).strftime(
+        "%Y-%m-%d %H:%M:%S")
     assert js.body == ('{"code": 0, "msg": "ok", "success": true, "data": [{"ip": "127.0.0.1", '
                        f'"port": 4001, "expire_time": "{expire}", "ttl": 0.6, '
                        '"outip": "58.1.2.3"}]}').encode()

@@ -19,6 +19,7 @@ import requests
 from boardsync.clock import SYSTEM, Clock
 from boardsync.sim import Scenario, Simulator, load_scenario
 from boardsync.sim.antibot import AntiBot
+from boardsync.sim.provider import PROVIDER_ZONE
 from helpers import FakeClock, wait_until
 
 SCALE = 0.01
@@ -246,7 +247,7 @@ def test_every_part_reads_time_through_the_injected_clock() -> None:
         item = requests.get(s.extract_url, params={"key": s.api_key, "num": 1, "format": "json"},
                             timeout=5).json()["data"][0]
         lifetime = s.scenario.ip_lifetime_s * 0.5
-        expires = (clock.wall() + timedelta(seconds=lifetime)).astimezone()
+        expires = (clock.wall() + timedelta(seconds=lifetime)).astimezone(PROVIDER_ZONE)
         assert item["expire_time"] == expires.strftime("%Y-%m-%d %H:%M:%S")
         assert item["ttl"] == round(lifetime, 3)
 

@@ -20,8 +20,8 @@ client must read all three):
 ================  ==========================================  ===============================
 
 ``seconds_left``/``ttl`` are real (scaled) seconds. ``expire_time`` is the wall time of expiry
-as a naive time of day in the *host's* local zone (boardsync reads it as China time, so on a
-host outside UTC+8 the TTL it derives is off by the zone difference; a test pins this form).
+as a naive time of day in China Standard Time (UTC+8), as the Chinese providers this models
+write it, whatever the zone of the host the simulator runs on.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .gateway import Gateway, IssuedIP, fake_identity
@@ -37,6 +37,9 @@ from .httpd import Conn, Reply, Request
 from .state import SimState
 
 logger = logging.getLogger(__name__)
+
+#: The zone of the providers' ``expire_time`` (China Standard Time, no daylight saving).
+PROVIDER_ZONE = timezone(timedelta(hours=8), "CST")
 
 ERR_TOO_FAST = {"code": 111, "data": [], "msg": "请2秒后再试", "success": False}
 ERR_QUOTA = {"code": 121, "msg": "今日提取数量已用完 (daily quota exhausted)", "success": False,
@@ -71,7 +74,8 @@ def render_success(fresh: list[IssuedIP], fmt: str, ttl_format: str, lifetime: f
         wall: the wall time now (aware), the base of ``expire_time``.
     """
     # A naive local time of day, as the providers this models write it.
-    expire = (wall + timedelta(seconds=lifetime)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    expire = (wall + timedelta(seconds=lifetime)).astimezone(PROVIDER_ZONE).strftime(
+        "%Y-%m-%d %H:%M:%S")
     if fmt == "txt":
         extra = {"seconds": "," + format_seconds(lifetime), "expire_time": "," + expire,
                  "none": ""}[ttl_format]
