@@ -25,14 +25,20 @@ SCALED_KEYS = ("req_delay_min", "req_delay_max", "ip_ttl", "extract_interval",
                "pacing_floor", "breaker_cooldown", "ip_thrift")
 
 
+#: Real seconds below which no timeout is scaled when the simulator serves HTTPS.
+TLS_TIMEOUT_FLOOR_S = 0.25
+
+
 def scaled(settings: Settings, scale: float, **endpoints: Any) -> Settings:
     """``settings`` with every duration multiplied by ``scale`` and ``endpoints`` applied."""
     changes: dict[str, Any] = {k: getattr(settings, k) * scale for k in SCALED_KEYS}
-    # Timeouts must stay above the simulator's scaled latency tail; 50 ms is the floor.
-    changes["connect_timeout"] = max(0.05, changes["connect_timeout"])
-    changes["read_timeout"] = max(0.05, changes["read_timeout"])
     changes["max_age"] = settings.max_age  # freshness is wall-clock, not simulated
     changes.update(endpoints)
+    # Timeouts must stay above the simulator's scaled latency tail (50 ms) and, over HTTPS,
+    # above a TLS handshake through a tunnel on a loaded machine: real CPU time, not scaled.
+    floor = TLS_TIMEOUT_FLOOR_S if changes.get("ca_bundle", settings.ca_bundle) else 0.05
+    changes["connect_timeout"] = max(floor, changes["connect_timeout"])
+    changes["read_timeout"] = max(floor, changes["read_timeout"])
     return settings.replace(**changes)
 
 
