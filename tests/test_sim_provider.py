@@ -255,7 +255,8 @@ def test_cli_support_serve() -> None:
 
     s = serve("clean", SCALE, 3)
     try:
-        r = requests.get(s.upstream_url + CLIST, params=PARAMS, timeout=5)
+        assert s.upstream_url.startswith("https://") and s.ca_bundle
+        r = requests.get(s.upstream_url + CLIST, params=PARAMS, timeout=5, verify=s.ca_bundle)
         assert r.status_code == 200 and s.seed == 3 and s.time_scale == SCALE
     finally:
         s.stop()
