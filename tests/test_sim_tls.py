@@ -4,7 +4,11 @@ clients: requests (Python's ssl) and, where installed, curl_cffi's Chrome impers
 from __future__ import annotations
 
 import asyncio
+import signal
 import ssl
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -323,3 +327,45 @@ def test_quote_host_serves_the_board_directory_over_https() -> None:
     rows = via_proxy.json()["bklist"]
     assert via_proxy.status_code == 200 and on_push2.status_code == 404
     assert len(rows) == len(boards) and counted["quote/directory"] == 1
+
+
+# -- `boardsync sim serve`, a real process ----------------------------------------------------
+
+def _serve_lines(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """The printed ``label  value`` lines up to the admin line (the last one printed)."""
+    lines: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        label, _, rest = line.rstrip("\n").partition("  ")
+        lines[label.strip()] = rest.strip().split("  ")[0]
+        if label.startswith("admin"):
+            return lines
+    raise AssertionError(f"sim serve ended early: {proc.communicate()}")
+
+
+def test_sim_serve_today_over_https_real_process() -> None:
+    pytest.importorskip("trustme", reason="the simulator's HTTPS needs the tls extra")
+    proc = subprocess.Popen([sys.executable, "-m", "boardsync", "sim", "serve", "--scenario",
+                             "today"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        printed = _serve_lines(proc)
+        ca, base = printed["ca bundle"], printed["host 29.push2"]
+        assert base.startswith("https://")
+
+        def total(fs: str) -> int:
+            r = session().get(base + ROUTES["api"], verify=ca, timeout=10,
+                              params={"fs": fs, "pn": 1, "pz": 1, "np": 1, "fields": "f12"})
+            return int(r.json()["data"]["total"])
+
+        counts = [total(f"m:90 {t} f:!50") for t in ("t:2", "s:2", "s:4", "s:8", "t:3", "t:1")]
+        directory = session().get(printed["directory"], verify=ca, timeout=10).json()["bklist"]
+        with pytest.raises(requests.exceptions.SSLError):  # verification stays on
+            session().get(base + ROUTES["api"], timeout=10)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert counts == [496, 31, 128, 337, 504, 31]
+    types = Counter(row["type"] for row in directory)
+    assert types == {2: 497, 3: 504, 1: 31}  # one industry board more than the lists
+    assert proc.returncode == 0
