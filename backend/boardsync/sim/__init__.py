@@ -1,15 +1,23 @@
 """A faithful loopback simulator of East Money's push2 ``clist`` API and a proxy provider.
 
 Shipped with the product so that boardsync can be tried, tested and benchmarked with no
-internet: ``Simulator`` serves, on ephemeral 127.0.0.1 ports,
+internet, in a family of worlds (``docs/SIMULATOR.md``): ``Simulator`` serves, on ephemeral
+127.0.0.1 ports,
 
-- the upstream ``/api/qt/clist/get`` (``upstream.py``) over a seeded market at the reference
-  size (``market.py``: 86 industry boards / 5,450 memberships, 441 concept boards / 55,756,
-  61,206 in all, BK0596 with 3,674 members), with per-identity bans and random faults
-  (``antibot.py``);
-- a proxy provider's extraction API (``provider.py``) and a real HTTP forward-proxy gateway,
-  one port per issued IP plus a rotating tunnel (``gateway.py``);
-- an admin JSON API (``GET /truth``, ``GET /counters``, ``POST /advance-day``, ``POST /mode``).
+- seven named hosts (``hosts.py``: ``push2``, ``17.push2`` ... ``push2delay``, ``quote``), each
+  on its own port, HTTP and (``tls=True``, ``tls.py``) HTTPS from a test CA, with each
+  (host, route)'s health and client fingerprints judged in front (``front.py``), then the
+  ``clist`` routes (``upstream.py``) and the board directory (``levels.py``) over a seeded
+  market: the reference size (``market.py``: 86 industry boards / 5,450 memberships, 441
+  concept boards / 55,756, 61,206 in all, BK0596 with 3,674 members) or ``today``'s (496
+  industry boards on three levels, 504 concept, 31 region), with per-identity limits of every
+  shape, ban signals and random faults (``antibot.py``);
+- a proxy provider's extraction API (``provider.py``) and a real forward-proxy gateway, one
+  port per issued IP plus a rotating tunnel, tunnelling ``CONNECT`` from one loopback source
+  address per exit so the upstream reads identities from the peer (``gateway.py``,
+  ``exits.py``);
+- an admin JSON API (``GET /truth``, ``/counters``, ``/rules``, ``/hosts``, ``POST
+  /advance-day``, ``/mode``); ``world.py`` draws whole worlds from a seed.
 
 One ``time_scale`` multiplies every duration (latency, bans, lifetimes, intervals, hangs),
 one ``seed`` makes the market and every fault draw reproducible, and one ``clock`` (a
