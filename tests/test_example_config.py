@@ -6,7 +6,7 @@ import importlib.util
 import tomllib
 from pathlib import Path
 
-from boardsync.config import FIELDS, load_settings
+from boardsync.config import FIELDS, default_state_path, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "boardsync.example.toml"
@@ -30,7 +30,9 @@ def test_every_key_has_a_comment() -> None:
 def test_loads_as_a_config_file() -> None:
     settings = load_settings(config_path=EXAMPLE, env={})
     for key, field in FIELDS.items():
-        assert getattr(settings, key) == field.default, key
+        # state_path '' means "follows the database": the settings hold the derived path
+        want = default_state_path(settings.db_url) if key == "state_path" else field.default
+        assert getattr(settings, key) == want, key
 
 
 def test_up_to_date_with_the_generator() -> None:

@@ -19,8 +19,8 @@ PACKAGE = Path("backend/boardsync")
 LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"clock", "errors", "models", "redact", "durations", "logctx", "logjson",
               "metrics", "threads", "outcomes", "defaults", "settings", "config", "sizing",
-              "schedule"}),
-    ("store", {"store", "state"}),
+              "schedule", "atomic"}),
+    ("store", {"store", "state", "mirror"}),
     ("judgement", {"validate", "plan", "policy", "pacing", "breaker", "queue"}),
     ("io", {"upstream", "proxy"}),
     ("crew", {"crew"}),

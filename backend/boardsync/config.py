@@ -19,10 +19,10 @@ from typing import Any
 from .defaults import FIELDS, PRESETS, Field
 from .durations import parse_duration
 from .errors import ConfigError
-from .settings import Settings, redact_value
+from .settings import Settings, default_state_path, redact_value
 
 __all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "FIELDS", "PRESETS", "Field", "Settings",
-           "load_settings", "read_config_file", "redact_value"]
+           "default_state_path", "load_settings", "read_config_file", "redact_value"]
 
 ENV_PREFIX = "BOARDSYNC_"
 DEFAULT_CONFIG_PATH = Path("config/boardsync.toml")
@@ -197,6 +197,7 @@ def load_settings(
     values.update(_file_values(config_path))
     values.update(_env_values(env))
     values.update(_flag_values(flags or {}))
+    values["state_path"] = values["state_path"] or default_state_path(values["db_url"])
     settings = Settings(**values)
     settings.validate()
     return settings

@@ -60,7 +60,9 @@ class Field:
 #: The defaults table. Durations are seconds; every key is also ``BOARDSYNC_<KEY>``.
 FIELDS: dict[str, Field] = {
     "db_url": Field(str, "sqlite:///data/boardsync.db", "SQLAlchemy database URL"),
-    "state_path": Field(str, "data/ext_board_sync_state.json", "state file path"),
+    "state_path": Field(str, "", "state file path ('' = follows the database: beside a SQLite "
+                        "file, data/boardsync.db -> data/boardsync.state.json; for PostgreSQL "
+                        "data/<host>-<port>-<db>.state.json)"),
     "upstream_url": Field(
         str, "https://push2.eastmoney.com", "East Money push2 base URL (path is appended)"
     ),

@@ -99,9 +99,14 @@ class Ledger:
         self.state.save()
 
     def not_written(self, batch: Sequence[Fetched], exc: BaseException) -> None:
-        """A batch could not be written: recorded as fetched but unwritten, run stopping."""
-        logger.error("Run %s: could not write %d fetched boards (%s): stopping the run",
-                     self.run_id, len(batch), exc)
+        """A batch could not be written: recorded as fetched but unwritten, run stopping.
+
+        Logged as an error once per run (the stop); later batches of the same stop at DEBUG.
+        """
+        first = self.summary.not_written == 0
+        (logger.error if first else logger.debug)(
+            "Run %s: could not write %d fetched boards (%s): stopping the run", self.run_id,
+            len(batch), exc)
         for f in batch:
             self.open.discard(f.board.code)
             self.summary.not_written += 1

@@ -111,6 +111,19 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def mask_db_url(url: str) -> str:
+    """A database URL in its exact form with only the password masked, so it can be pasted
+    back: ``postgresql://root@h/db`` stays as it is (a database user name is no secret,
+    unlike the bare userinfo of a proxy URL, which :func:`mask_url` hides);
+    ``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``; query values masked.
+    """
+    try:
+        userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:
+        return REDACTED
+    return url if userinfo and ":" not in userinfo and "?" not in url else mask_url(url)
+
+
 def strip_url(url: str) -> str:
     """``url`` without credentials, query or fragment: scheme, host, port and path only.
 

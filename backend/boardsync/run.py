@@ -28,11 +28,12 @@ from .breaker import CircuitBreaker
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .crew import Crew
-from .errors import StorageError
+from .errors import StateError, StorageError
 from .ledger import Ledger
 from .lists import ListIntake
 from .logctx import bind
 from .metrics import RunMetrics
+from .mirror import attach
 from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying, Summary
 from .outcomes import RunStatus as S
 from .pacing import PacingConfig, RateController
@@ -51,9 +52,14 @@ from .writer import BatchWriter
 logger = logging.getLogger(__name__)
 
 
-def new_run_id(clock: Clock = SYSTEM) -> str:
-    """A sortable, unique run id such as ``20261122T204500Z-3fa2``."""
-    return f"{clock.wall():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:4]}"
+def new_run_id(clock: Clock = SYSTEM, db_id: str = "") -> str:
+    """A sortable, unique run id such as ``20261122T204500Z-9c01-3fa2``.
+
+    The middle part is the start of the database's identity, so two databases' runs never
+    share an id even when they start in the same second; the last part is random.
+    """
+    prefix = f"{db_id.replace('-', '')[:4]}-" if db_id else ""
+    return f"{clock.wall():%Y%m%dT%H%M%SZ}-{prefix}{uuid.uuid4().hex[:4]}"
 
 
 class Run:
@@ -108,6 +114,7 @@ class Run:
                                   retries=settings.db_retries, clock=clock,
                                   abort=self.force_stop, metrics=self.metrics)
         self.run_id: str | None = None
+        self.db_id = ""
         self.summary: Summary
         self.ledger: Ledger
         self.lists: ListIntake
@@ -128,21 +135,29 @@ class Run:
         self.store.init_schema()
         holder = f"{socket.gethostname()} pid {os.getpid()}"
         with self.store.lock(holder):
-            run_id = self.begin()
             try:
+                run_id = self.begin()
                 self._manage(run_id, self._start(run_id))
+            except StateError as e:
+                if self.run_id is not None:  # the file failed mid-run: the run ends partial
+                    self.summary.stop(f"state file: {e}")
+                    self.summary.end(S.PARTIAL)
+                raise
             finally:
-                self.summary.duration_s = round(self.clock.now() - started, 3)
-                self.finish()
+                if self.run_id is not None:  # the run record is closed, whatever happened
+                    self.summary.duration_s = round(self.clock.now() - started, 3)
+                    self.finish()
         return self.summary
 
     def begin(self) -> str:
         """Start (or resume) the run record and its bookkeeping; returns the run id.
 
         :meth:`run` calls it under the database lock; a test may call it, then feed
-        :meth:`handle` outcomes and :meth:`step` the manager without any thread.
+        :meth:`handle` outcomes and :meth:`step` the manager without any thread. The state
+        file is bound to the database and started from it (another database's file raises
+        :class:`StateError`, nothing written), and saved once the run is in the database.
         """
-        self.state.load()
+        self.db_id = attach(self.state, self.store, self.settings.db_url)
         run_id, mode = self._open_run()
         self.run_id = run_id
         bind(run=run_id, worker="manager")
@@ -150,25 +165,34 @@ class Run:
         self.ledger = Ledger(self.summary, self.state, self.clock)
         self.lists = ListIntake(self.settings, self.store, self.ledger, self.tasks,
                                 self.clock, self.metrics, force=mode == "force")
+        self.state.save(force=True)
         return run_id
 
     def _open_run(self) -> tuple[str, str]:
-        """The run id and mode: the unfinished run resumed, or a new one recorded."""
+        """The run id and mode: the database's unfinished run resumed (from any host), or a
+        new one recorded, database first; ``--force`` never resumes: it records the
+        unfinished run ``abandoned`` and starts a new one that syncs every board."""
         s = self.settings
         mode = "force" if s.force else "incremental"
         current = self.state.current_run()
+        host, pid = socket.gethostname(), os.getpid()
+        if current is not None and not s.force:
+            prev_mode = current.get("mode") or "incremental"
+            logger.info("Run %s: resuming unfinished %s run", current["id"], prev_mode)
+            self.store.start_run(current["id"], prev_mode, current.get("params") or {}, host,
+                                 pid)
+            self.state.begin_run(current["id"], prev_mode, {})
+            return current["id"], prev_mode
         if current is not None:
-            prev_mode = current.get("mode", "incremental")
-            if not s.force or prev_mode == "force":
-                logger.info("Run %s: resuming unfinished %s run", current["id"], prev_mode)
-                return current["id"], prev_mode
-            self.state.finish_run(current["id"], S.ABANDONED, {}, {}, {})
-            self.store.finish_run(current["id"], S.ABANDONED, {}, {}, 0)
-        run_id = new_run_id(self.clock)
+            totals, errors = current.get("totals") or {}, current.get("errors") or {}
+            self.store.finish_run(current["id"], S.ABANDONED, totals, errors,
+                                  (current.get("ips") or {}).get("extracted"))
+            self.state.finish_run(current["id"], S.ABANDONED, totals, current.get("ips"),
+                                  errors)
+        run_id = new_run_id(self.clock, self.db_id)
         params = s.redacted()
+        self.store.start_run(run_id, mode, params, host, pid)
         self.state.begin_run(run_id, mode, params)
-        self.state.save(force=True)
-        self.store.start_run(run_id, mode, params, socket.gethostname(), os.getpid())
         logger.info("Run %s: started (%s)", run_id, mode)
         return run_id, mode
 
@@ -360,13 +384,15 @@ class Run:
         # An interrupted or partial run stays "current" so the next start resumes it.
         finished = sm.status in (S.OK, S.NOTHING_TO_DO) or (
             sm.status == S.PARTIAL and not sm.remaining)
-        self.state.finish_run(sm.run_id, sm.status, sm.totals(), ips, sm.errors,
-                              resumable=not finished)
-        self.state.save(force=True)
-        try:
+        try:  # the database first: the run record is closed even if the file fails next
             self.store.finish_run(sm.run_id, sm.status, sm.totals(), sm.errors,
-                                  stats.extracted)
+                                  stats.extracted, resumable=not finished)
         except StorageError as e:
             logger.error("Run %s: could not record the run in the database: %s", sm.run_id, e)
-        if self.progress is not None:
-            self.progress.close(self.ledger.snapshot(stats.extracted))
+        try:
+            self.state.finish_run(sm.run_id, sm.status, sm.totals(), ips, sm.errors,
+                                  resumable=not finished)
+            self.state.save(force=True)
+        finally:
+            if self.progress is not None:
+                self.progress.close(self.ledger.snapshot(stats.extracted))

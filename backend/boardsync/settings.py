@@ -11,6 +11,7 @@ state file and run records.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from .defaults import FIELDS
 from .errors import ConfigError
 from .models import KINDS, is_board_code
-from .redact import REDACTED, mask_url
+from .redact import REDACTED, mask_db_url, mask_url
 
 #: Integer and float keys with their minimum value (and why it is that minimum, if not obvious).
 _MINIMUMS: tuple[tuple[str, float, str], ...] = (
@@ -59,8 +60,31 @@ def redact_value(key: str, value: Any) -> Any:
     if field is not None and field.secret and value:
         return mask_url(value) if "url" in key else REDACTED
     if key == "db_url" and isinstance(value, str):
-        return mask_url(value).split("?")[0]
+        return mask_db_url(value).split("?")[0]
     return value
+
+
+def default_state_path(db_url: str) -> str:
+    """The state file of ``db_url`` when none is given: one per database, never shared.
+
+    A SQLite file's sits beside it (``data/boardsync.db`` -> ``data/boardsync.state.json``);
+    a PostgreSQL database's is named after its host, port and name under ``data/``
+    (``data/127.0.0.1-5432-test.state.json``); an in-memory database's is
+    ``data/memory.state.json``. So two databases with default settings never mix their
+    records in one file (the file also records the database's identity, which is checked).
+    """
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        return "data/boardsync.state.json"  # validate() reports the URL itself
+    if url.get_backend_name() == "sqlite":
+        db = url.database or ""
+        if not db or db == ":memory:" or db.startswith("file:"):
+            return "data/memory.state.json"
+        return str(Path(db).with_suffix(".state.json"))
+    name = "-".join(str(p) for p in (url.host or "localhost", url.port or 5432,
+                                     url.database or "postgres"))
+    return f"data/{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.state.json"
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ Why a file next to the database: it is what an operator (or ``boardsync state sh
 while a run is going, it survives a lost database, and ``state verify`` compares its per-board
 checksums with the database to catch tampering on either side.
 
-Layout (``"version": 1``)::
+Layout (``"version": 1``; ``db_id``/``db_url`` name the database it mirrors, absent in files
+older than that, see :mod:`boardsync.mirror`)::
 
     {"version": 1, "updated_at": "2026-05-01T08:00:00+00:00", "current_run": "r-..." | null,
+     "db_id": "4f0c...-uuid", "db_url": "postgresql://u:***@host/db",
      "runs": [{"id", "mode", "params", "started_at", "finished_at", "status", "totals", "ips",
                "errors"}],
      "boards": {"BK0475": {"status", "attempts", "last_error_class", "error_counts", "rows",
@@ -31,14 +33,15 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
 from .clock import SYSTEM, Clock, iso
 from .errors import StateError
 from .models import is_board_code
-from .redact import redact
+from .redact import mask_db_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +101,10 @@ class StateFile:
         self._broken: str | None = None  # why the file on disk must not be overwritten
         self._dirty = False
         self._last_save: float | None = None
+        #: Takes changed board records on each save (the database); False = could not
+        self.mirror: Callable[[dict[str, dict[str, Any]]], bool] | None = None
+        self._unmirrored: set[str] = set()
+        self._mirror_failed = False
 
     # -- reading ------------------------------------------------------------------------
 
@@ -270,9 +277,10 @@ class StateFile:
         """Merge ``fields`` into board ``code``'s record and return a copy of it.
 
         Bookkeeping done here so every caller gets it: ``updated_at``; ``seen_in_run`` (the
-        current run, for :meth:`remaining`); ``error_counts`` incremented by one for a non-None
+        current run, for :meth:`remaining`); ``error_counts`` +1 for a non-None
         ``last_error_class`` unless ``error_counts`` is passed; ``written_by`` gains ``run_id``
-        when ``status="ok"`` (the runs that wrote the board, newest last).
+        when ``status="ok"`` (the runs that wrote the board, newest last); the mirror's
+        to-do.
 
         Raises:
             ValueError: unknown board code, field or status (a bug in the caller).
@@ -301,7 +309,37 @@ class StateFile:
                 rec["seen_in_run"] = self._data["current_run"]
             rec["updated_at"] = self._now_iso()
             self._dirty = True
+            self._unmirrored.add(code)
             return copy.deepcopy(rec)
+
+    def bind(self, db_id: str, db_url: str) -> None:
+        """Record which database this file mirrors: its identity and URL (password masked)."""
+        with self._lock:
+            self._ensure_loaded()
+            self._data.update(db_id=db_id, db_url=mask_db_url(db_url))
+            self._dirty = True
+
+    def replace(self, data: Mapping[str, Any], unmirrored: frozenset[str] = frozenset()) -> None:
+        """Take ``data`` (rebuilt from the database) as the whole state, even over a file that
+        could not be read; ``unmirrored``: board codes the database does not have yet."""
+        with self._lock:
+            self._data = _empty() | copy.deepcopy(dict(data))
+            self._loaded, self._broken, self._dirty = True, None, True
+            self._unmirrored = set(unmirrored)
+
+    def _push_mirror(self, force: bool) -> None:
+        """Hand the board records changed since the last push to :attr:`mirror`.
+
+        After a failed push (the database is away) the next one waits for a forced save, so
+        a database outage costs one attempt per run boundary, not one per board.
+        """
+        if self.mirror is None or not self._unmirrored or (self._mirror_failed and not force):
+            return
+        boards = self._data["boards"]
+        records = {c: copy.deepcopy(boards[c]) for c in sorted(self._unmirrored) if c in boards}
+        self._mirror_failed = not self.mirror(records)
+        if not self._mirror_failed:
+            self._unmirrored.clear()
 
     def _now_iso(self) -> str:
         return iso(self._clock.wall())
@@ -325,11 +363,12 @@ class StateFile:
             if (not force and self._last_save is not None
                     and (now - self._last_save) * 1000.0 < self.debounce_ms):
                 return False
+            self._push_mirror(force)  # the database first: it is the authority
             self._data["updated_at"] = self._now_iso()
             body = json.dumps(self._data, ensure_ascii=False, indent=1, sort_keys=True,
                               default=str).encode("utf-8")
             try:
-                self._write_atomic(body)
+                write_atomic(self.path, body)
             except OSError as e:
                 raise StateError(f"state file {self.path}: cannot write: "
                                  f"{e.strerror or e}") from e
@@ -341,30 +380,3 @@ class StateFile:
     def dirty(self) -> bool:
         """True when there are changes not yet written (a debounced save skipped them)."""
         return self._dirty
-
-    def _write_atomic(self, body: bytes) -> None:
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # exact, whatever the umask or a leftover temp file had
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        try:
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)

@@ -19,6 +19,7 @@ import click
 
 from .. import audit, report
 from ..errors import ConfigError, StateError, StorageError
+from ..mirror import check_state, export_file
 from ..models import KINDS
 from ..settings import Settings
 from .common import library_errors, load_cli_settings
@@ -199,6 +200,7 @@ def state_show_cmd(obj: dict[str, Any], as_json: bool, state_path: str | None,
     settings = load_cli_settings(obj, {"state_path": state_path, "db_url": db_url})
     with _errors():
         data = audit.load_state(settings.state_path)
+        _check_if_reachable(settings, data)
         ov = audit.state_overview(data, max_age_s=settings.max_age)
     click.echo(report.render_json(ov) if as_json else
                audit.format_overview(ov, settings.state_path))
@@ -218,6 +220,7 @@ def state_board_cmd(obj: dict[str, Any], code: str, as_json: bool,
         code = audit.check_board_code(code)
         data = audit.load_state(settings.state_path)
     with _open(settings) as store, _errors():
+        check_state(store, settings.db_url, data, settings.state_path)
         trail = audit.board_trail(store, data, code)
     click.echo(report.render_json(trail) if as_json else audit.format_trail(trail))
 
@@ -237,12 +240,43 @@ def state_verify_cmd(obj: dict[str, Any], state_path: str | None,
     with _errors():
         data = audit.load_state(settings.state_path)
     with _open(settings) as store, _errors():
+        check_state(store, settings.db_url, data, settings.state_path)
         result = audit.verify_store(store, data)
     for p in result.problems:
         click.echo(p.line())
     click.echo(result.summary())
     if not result.ok:
         sys.exit(EXIT_DISAGREE)
+
+
+@state_grp.command("export")
+@_state_opt
+@_db_opt
+@click.pass_obj
+def state_export_cmd(obj: dict[str, Any], state_path: str | None, db_url: str | None) -> None:
+    """Rebuild the state file from the database (the authority): runs, boards, current run.
+
+    For a host that never saw the file, or a file lost or damaged. A file there that belongs
+    to another database is refused (exit 2).
+    """
+    settings = load_cli_settings(obj, {"state_path": state_path, "db_url": db_url})
+    with _open(settings) as store, _errors():
+        data = export_file(store, settings.db_url, settings.state_path)
+    click.echo(f"state file {settings.state_path}: rebuilt from {settings.redacted()['db_url']}"
+               f" ({len(data['runs'])} runs, {len(data['boards'])} boards)")
+
+
+def _check_if_reachable(settings: Settings, data: dict[str, Any]) -> None:
+    """``state show`` checks the file is this database's only when the database answers:
+    it must keep working while the database is down."""
+    try:
+        store = audit.open_store(settings.db_url)
+    except (ConfigError, StorageError):
+        return
+    try:
+        check_state(store, settings.db_url, data, settings.state_path)
+    finally:
+        store.dispose()
 
 
 #: The commands this module adds to the ``boardsync`` group.

@@ -13,6 +13,13 @@ Tables
     validity intervals ``[valid_from, valid_to)`` with the runs that opened/closed them.
 ``sync_runs``
     one row per run: mode, redacted parameters, timings, status, totals, errors, IPs, host, pid.
+``boardsync_meta``
+    the database's identity (``db_id``, a UUID made with the schema; a state file records it
+    and is refused by any other database) and the run the next start resumes
+    (``current_run``), so a run resumes from any host.
+``board_state``
+    the state file's record of each board (status, attempts, errors...), so ``boardsync state
+    export`` rebuilds the file from the database.
 ``sync_lock``
     who holds the run lock (a label for the "locked" message; the lock itself is a
     PostgreSQL advisory lock or an ``flock`` on ``<db>.lock``, both released by the kernel or
@@ -69,16 +76,19 @@ modules kept its code and ``self``.
 from __future__ import annotations
 
 from .engine import PG_CONNECT_TIMEOUT_S, SQLITE_BUSY_TIMEOUT_S, Database
+from .meta import Meta
 from .queries import Queries, board_digests
 from .records import BoardDigest, BoardRow, Change, RunRecord, StockBoard, WriteResult
 from .runs import Runs
 from .schema import (
     ADVISORY_LOCK_KEY,
     UTCDateTime,
+    board_state_t,
     boards_t,
     history_t,
     lock_t,
     memberships_t,
+    meta_t,
     metadata,
     runs_t,
 )
@@ -87,12 +97,12 @@ from .write import Writes
 __all__ = [
     "ADVISORY_LOCK_KEY", "PG_CONNECT_TIMEOUT_S", "SQLITE_BUSY_TIMEOUT_S", "BoardDigest",
     "BoardRow", "Change", "Database", "RunRecord", "StockBoard", "Store", "UTCDateTime",
-    "WriteResult", "board_digests", "boards_t", "history_t", "lock_t", "memberships_t",
-    "metadata", "runs_t",
+    "WriteResult", "board_digests", "board_state_t", "boards_t", "history_t", "lock_t",
+    "memberships_t", "meta_t", "metadata", "runs_t",
 ]
 
 
-class Store(Writes, Queries, Runs):
+class Store(Writes, Queries, Runs, Meta):
     """The boardsync database at ``url`` (a SQLAlchemy URL: ``sqlite:///path`` or PostgreSQL).
 
     Creating a Store connects lazily; nothing touches the database until a method is called.

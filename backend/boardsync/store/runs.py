@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from ..redact import redact
 from .checks import check_run_id
 from .engine import Database
+from .meta import CURRENT_RUN, set_meta
 from .records import RunRecord
-from .schema import runs_t
+from .schema import meta_t, runs_t
 
 
 class Runs(Database):
@@ -25,7 +26,11 @@ class Runs(Database):
 
     def start_run(self, run_id: str, mode: str, params: dict[str, Any], host: str | None = None,
                   pid: int | None = None, at: datetime | None = None) -> None:
-        """Record that run ``run_id`` started (re-marks it running when resumed)."""
+        """Record that run ``run_id`` started (re-marks it running when resumed).
+
+        In the same transaction it becomes the database's current run, so a kill at any
+        moment after leaves a run any host resumes (none is ever left running unseen).
+        """
         check_run_id(run_id)
         when = self._when(at)
         ins = self._insert(runs_t)
@@ -38,11 +43,17 @@ class Runs(Database):
                   "pid": ins.excluded.pid})
         with self._tx(f"start_run {run_id}", write=True) as conn:
             conn.execute(stmt)
+            set_meta(conn, self._insert, CURRENT_RUN, run_id)
 
     def finish_run(self, run_id: str, status: str, totals: dict[str, Any],
                    errors: dict[str, Any], ips_used: int | None,
-                   at: datetime | None = None) -> None:
-        """Record a run's outcome (creates the row if ``start_run`` never reached the DB)."""
+                   at: datetime | None = None, *, resumable: bool = False) -> None:
+        """Record a run's outcome (creates the row if ``start_run`` never reached the DB).
+
+        Args:
+            resumable: the run stays the database's current run (the next start resumes
+                it); otherwise it stops being current, in the same transaction.
+        """
         check_run_id(run_id)
         when = self._when(at)
         ins = self._insert(runs_t)
@@ -52,6 +63,12 @@ class Runs(Database):
             index_elements=[runs_t.c.id], set_=values)
         with self._tx(f"finish_run {run_id}", write=True) as conn:
             conn.execute(stmt)
+            current = conn.execute(sa.select(meta_t.c.value)
+                                   .where(meta_t.c.key == CURRENT_RUN)).scalar()
+            if resumable:
+                set_meta(conn, self._insert, CURRENT_RUN, run_id)
+            elif current == run_id:
+                set_meta(conn, self._insert, CURRENT_RUN, "")
 
     def runs(self, limit: int | None = 50) -> list[RunRecord]:
         """The most recent runs, newest first (``limit=None``: all)."""

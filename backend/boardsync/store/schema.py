@@ -8,6 +8,7 @@ the store imports them. Migrations are additive (``create_all`` adds what is mis
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -124,6 +125,30 @@ lock_t = sa.Table(
     sa.Column("acquired_at", UTCDateTime, nullable=False),
 )
 
+meta_t = sa.Table(
+    "boardsync_meta", metadata,
+    # ``db_id``: this database's identity (a UUID, created with the schema, never changed), so
+    # a state file can say which database it mirrors; ``current_run``: the run the next
+    # start resumes ("" = none), kept here so any host can resume it
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+board_state_t = sa.Table(
+    "board_state", metadata,
+    # the state file's record of each board (attempts, errors, status...), mirrored here so
+    # the file can be rebuilt from the database (``boardsync state export``)
+    sa.Column("board_code", sa.String(6), primary_key=True),
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: The tables a database must have to be a boardsync database; the later ones
+#: (``boardsync_meta``, ``board_state``) are added to an older database on its first open.
+CORE_TABLES = frozenset({"boards", "memberships", "membership_history", "sync_runs",
+                         "sync_lock"})
+
 #: Indexes older versions created and no query needs; ``init_schema`` drops them, since every
 #: index costs each write (measured: about 0.1 s per index on the first write of 61,206
 #: members). ``ix_memberships_stock``: no query reads memberships by stock (a stock's boards
@@ -142,9 +167,24 @@ def create_schema(conn: Connection, *, postgresql: bool) -> None:
     metadata.create_all(conn, checkfirst=True)
     for name in RETIRED_INDEXES:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    ensure_db_id(conn)
+
+
+def ensure_db_id(conn: Connection) -> str:
+    """This database's identity, created (a random UUID) if it has none yet.
+
+    Inserted only when missing, so it never changes once made; two first opens at once are
+    serialised by the caller's lock (PostgreSQL) or write transaction (SQLite).
+    """
+    found = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "db_id")).scalar()
+    if found:
+        return str(found)
+    new = str(uuid.uuid4())
+    conn.execute(meta_t.insert().values(key="db_id", value=new))
+    return new
 
 
 def has_tables(conn: Connection) -> bool:
-    """True when every boardsync table exists on ``conn``."""
+    """True when the core boardsync tables (:data:`CORE_TABLES`) exist on ``conn``."""
     names = set(sa.inspect(conn).get_table_names())
-    return {t.name for t in metadata.sorted_tables} <= names
+    return CORE_TABLES <= names
