@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install boardsync with its dev tools
 
 demo: $(STAMP) ## Sync the whole reference market from the bundled simulator into SQLite
-	$(BIN)/boardsync --log-level WARNING sync --sim reference --force --db sqlite:///data/demo.db --state data/demo_state.json
+	$(BIN)/boardsync --log-level WARNING sync --sim reference --force --db sqlite:///data/demo.db
 
 test: $(STAMP) ## Run the test suite (PostgreSQL tests need BOARDSYNC_TEST_PG_URL or skip)
 	$(BIN)/python -m pytest

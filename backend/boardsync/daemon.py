@@ -37,6 +37,7 @@ from typing import Any
 from .clock import SYSTEM, Clock, iso
 from .errors import BoardsyncError, Locked
 from .health import Telemetry
+from .logctx import bind
 from .schedule import (
     DEFAULT_RETRY_BASE,
     DEFAULT_RETRY_CAP,
@@ -161,6 +162,13 @@ class Daemon:
         self._fired_once = False
         self._done = False
         self._run_started_at: datetime | None = None
+        self.telemetry.next_run.set_function(self._next_run_timestamp)
+
+    def _next_run_timestamp(self) -> float:
+        """``boardsync_next_run_timestamp_seconds``: the retry if one is due first, else the
+        next tick; 0 before the first decision and once stopping."""
+        due = self.retry_at or self.next_tick
+        return 0.0 if due is None or self.stop.is_set() else due.timestamp()
 
     # -- requests (safe from signal handlers: they only set events) ------------------------
 
@@ -350,6 +358,7 @@ class Daemon:
                 status = getattr(outcome, "status", None) or type(outcome).__name__
                 logger.info("Daemon: run %d ended: %s; next %s", self.runs_finished, status,
                             self._show(self.retry_at or self.next_tick))
+                bind(run=None)  # the daemon's own lines until the next run name no run
             if self.once:
                 self._done = True
             self.idle.set()

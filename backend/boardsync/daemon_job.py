@@ -14,7 +14,7 @@ from collections.abc import Callable
 from .clock import SYSTEM, Clock
 from .health import Telemetry
 from .outcomes import Summary
-from .progress import format_summary
+from .progress import format_summary, summary_record
 from .run import Run
 from .settings import Settings
 
@@ -62,5 +62,6 @@ class SyncJob:
             summary = run.run()
         finally:
             self.telemetry.observe_latencies(run.metrics.latencies)
-        logger.info("Daemon: run summary\n%s", format_summary(summary))
+        logger.info("Daemon: run summary\n%s", format_summary(summary),
+                    extra={"summary": summary_record(summary)})
         return summary

@@ -23,9 +23,19 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from . import __version__
 from .clock import SYSTEM, Clock, iso
 
 logger = logging.getLogger(__name__)
@@ -34,6 +44,8 @@ logger = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: How many recent warnings/errors ``/status`` shows.
 LAST_ERRORS = 10
+#: The values ``boardsync_last_run_status{status}`` takes (one is 1, the others 0).
+RUN_STATUSES = ("ok", "partial", "nothing_to_do", "interrupted", "abandoned", "error")
 
 
 def _iso_epoch(ts: float) -> str:
@@ -75,23 +87,54 @@ class Telemetry:
         self.last_success = Gauge("boardsync_last_success_timestamp_seconds",
                                   "When the last ok/nothing-to-do run ended (epoch s).",
                                   registry=r)
+        self._last_run_metrics(r)
         self.current: dict[str, Any] | None = None
         self.last_run: dict[str, Any] | None = None
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=LAST_ERRORS)
         self.run_counts: dict[str, int] = {}
         self.skipped_count = 0
 
+    def _last_run_metrics(self, r: CollectorRegistry) -> None:
+        """What a Prometheus user looks for first: the build, the last run's duration,
+        status and failed/suspicious boards, the next run's time (the daemon sets its
+        function), and the client library's own process and platform collectors."""
+        Info("boardsync_build", "The running boardsync build.", registry=r).info(
+            {"version": __version__})
+        self.last_duration = Gauge("boardsync_last_run_duration_seconds",
+                                   "How long the last run took.", registry=r)
+        self.last_status = Gauge("boardsync_last_run_status",
+                                 "1 for the last run's status, 0 for the others.", ["status"],
+                                 registry=r)
+        for status in RUN_STATUSES:
+            self.last_status.labels(status=status).set(0)
+        self.last_failed = Gauge("boardsync_last_run_failed_boards",
+                                 "Boards the last run failed.", registry=r)
+        self.last_suspicious = Gauge("boardsync_last_run_suspicious_boards",
+                                     "Boards the last run held back as suspicious.", registry=r)
+        self.next_run = Gauge("boardsync_next_run_timestamp_seconds",
+                              "When the next run is due (epoch s; 0 when none is).",
+                              registry=r)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+    def _set_last_status(self, status: str) -> None:
+        for known in {*RUN_STATUSES, status}:
+            self.last_status.labels(status=known).set(1 if known == status else 0)
+
     # -- the progress protocol (called by Sync from its manager thread) ------------------
 
     def _fresh_run(self) -> dict[str, Any]:
         return {"started": self.clock.now(), "started_at": iso(self.clock.wall()), "total": None,
-                "done": 0, "ok": 0, "failed": 0, "retrying": 0, "ips": 0}
+                "done": 0, "ok": 0, "failed": 0, "suspicious": 0, "unwritten": 0,
+                "retrying": 0, "ips": 0, "errors": {}}
 
     def run_started(self) -> None:
         """A run begins (before it knows how many boards): /status shows it at once."""
         with self._lock:
             self.current = self._fresh_run()
         self.running.set(1)
+        if self.inner is not None:
+            self.inner.reset()  # this run's boards only, whatever the last run left
 
     def start(self, total: int) -> None:
         with self._lock:
@@ -112,15 +155,17 @@ class Telemetry:
         if self.inner is not None:
             self.inner.add(more)
 
-    def tick(self, snap: dict[str, int]) -> None:
+    def tick(self, snap: dict[str, Any]) -> None:
         with self._lock:
             if self.current is not None:
                 self.current.update({k: snap.get(k, 0) for k in
-                                     ("done", "ok", "failed", "retrying", "ips")})
+                                     ("done", "ok", "failed", "suspicious", "unwritten",
+                                      "retrying", "ips")})
+                self.current["errors"] = dict(snap.get("errors") or {})
         if self.inner is not None:
             self.inner.tick(snap)
 
-    def close(self, snap: dict[str, int]) -> None:
+    def close(self, snap: dict[str, Any]) -> None:
         self.tick(snap)
         if self.inner is not None:
             self.inner.close(snap)
@@ -143,6 +188,10 @@ class Telemetry:
             self.errors.labels(error_class=error_class).inc(n)
         if status in ("ok", "nothing_to_do"):
             self.last_success.set(self.clock.wall().timestamp())
+        self._set_last_status(status)
+        self.last_duration.set(getattr(summary, "duration_s", 0.0) or 0.0)
+        self.last_failed.set(getattr(summary, "failed", 0) or 0)
+        self.last_suspicious.set(getattr(summary, "suspicious", 0) or 0)
         result = {k: getattr(summary, k) for k in (
             "run_id", "mode", "status", "boards_total", "ok", "failed", "suspicious",
             "not_written", "skipped", "deleted", "rows_written", "joined", "left", "requests",
@@ -159,6 +208,7 @@ class Telemetry:
         error_class = getattr(exc, "error_class", None) or "unexpected"
         self.runs.labels(status="error").inc()
         self.errors.labels(error_class=error_class).inc()
+        self._set_last_status("error")
         self._finish("error", {"status": "error", "error_class": error_class,
                                "message": str(exc)})
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import Clock, iso, parse_utc
+from .metrics import RunMetrics
 from .models import Board, checksum
 from .outcomes import Failed, Fetched, Retrying, Summary
 from .state import StateFile
@@ -25,10 +26,12 @@ logger = logging.getLogger(__name__)
 class Ledger:
     """Summary, state file and open boards of one run (manager thread only)."""
 
-    def __init__(self, summary: Summary, state: StateFile, clock: Clock) -> None:
+    def __init__(self, summary: Summary, state: StateFile, clock: Clock,
+                 metrics: RunMetrics | None = None) -> None:
         self.summary = summary
         self.state = state
         self.clock = clock
+        self.metrics = metrics  # request errors by class, for the progress display
         self.open: set[str] = set()  # boards queued and not yet ended
         self.retrying: set[str] = set()
 
@@ -132,11 +135,15 @@ class Ledger:
                                 checksum=row.checksum, run_id=self.run_id, synced_at=synced,
                                 kind=board.kind, name=board.name, last_error_class=None)
 
-    def snapshot(self, ips: int) -> dict[str, int]:
-        """The progress counters: ok, failed (suspicious included), retrying, IPs, done."""
+    def snapshot(self, ips: int) -> dict[str, Any]:
+        """The progress counters: ``done`` = ok + failed + suspicious + unwritten, each given
+        (so a display adds up), retrying, IPs and the request ``errors`` by class."""
         sm = self.summary
-        return {"ok": sm.ok, "failed": sm.failed + sm.suspicious, "retrying": len(self.retrying),
-                "ips": ips, "done": sm.ok + sm.failed + sm.suspicious + sm.not_written}
+        errors = self.metrics.errors_by_class() if self.metrics is not None else {}
+        return {"ok": sm.ok, "failed": sm.failed, "suspicious": sm.suspicious,
+                "unwritten": sm.not_written, "retrying": len(self.retrying), "ips": ips,
+                "done": sm.ok + sm.failed + sm.suspicious + sm.not_written,
+                "errors": errors}
 
     def close_open(self) -> None:
         """At the end: every board still open is ``pending`` for the next run."""

@@ -2,8 +2,10 @@
 
 Fields: ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``message``,
 ``run``, ``board``, ``worker`` (from :mod:`boardsync.logctx`; null when unset), ``thread``,
-and ``exception`` (the formatted traceback) when there is one. Keys are stable so a shipper
-can index them without parsing the message; non-ASCII (board names) stays readable.
+``exception`` (the formatted traceback) when there is one, and ``summary`` (the run's
+summary record, :func:`boardsync.progress.summary_record`) on the line that ends a sync.
+Keys are stable so a shipper can index them without parsing the message; non-ASCII (board
+names) stays readable.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             doc[key] = None if value in (None, "-") else str(value)
         doc["thread"] = record.threadName
+        summary = getattr(record, "summary", None)
+        if summary is not None:  # a run's last line carries its summary record
+            doc["summary"] = summary
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:

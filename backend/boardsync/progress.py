@@ -41,7 +41,17 @@ class Progress:
         self._done = 0
         self._started = False
 
+    def reset(self) -> None:
+        """Forget the last run's totals: a daemon reuses one display for every run, and each
+        run's bar counts that run's boards only (not 1,054 then 2,108 of 527)."""
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+        self._total = self._done = 0
+        self._started = False
+
     def start(self, total: int) -> None:
+        self.reset()
         self._started = True
         self._total = total
         self._last_log = self.clock.now()
@@ -64,26 +74,63 @@ class Progress:
         elif self.mode == "log" and more:
             logger.info("Progress: %d/%d boards (more listed)", self._done, self._total)
 
-    def tick(self, snap: dict[str, int]) -> None:
-        """Update with the manager's counters: done, ok, failed, retrying, ips."""
+    def tick(self, snap: dict[str, Any]) -> None:
+        """Update with the manager's counters (:func:`counters`): the bar's count is ``done``
+        = ok + failed + suspicious + unwritten, each shown, then errors by class."""
         if self._bar is not None:
             if snap["done"] > self._done:
                 self._bar.update(snap["done"] - self._done)
                 self._done = snap["done"]
-            self._bar.set_postfix(ok=snap["ok"], failed=snap["failed"],
-                                  retrying=snap["retrying"], ips=snap["ips"], refresh=False)
+            self._bar.set_postfix_str(counters(snap), refresh=False)
         elif self.mode == "log" and self.clock.now() - self._last_log >= self.interval:
             self._last_log = self.clock.now()
             pct = 100.0 * snap["done"] / self._total if self._total else 100.0
-            logger.info("Progress: %d/%d boards (%.0f%%) ok=%d failed=%d retrying=%d ips=%d",
-                        snap["done"], self._total, pct, snap["ok"], snap["failed"],
-                        snap["retrying"], snap["ips"])
+            logger.info("Progress: %d/%d boards (%.0f%%) %s", snap["done"], self._total, pct,
+                        counters(snap))
 
-    def close(self, snap: dict[str, int]) -> None:
+    def close(self, snap: dict[str, Any]) -> None:
+        """Show the final counters and end the display (the next run starts afresh)."""
         if self._bar is not None:
             self.tick(snap)
-            self._bar.close()
-            self._bar = None
+        self.reset()
+
+
+def counters(snap: dict[str, Any]) -> str:
+    """``ok=520 failed=3 suspicious=1 unwritten=0 retrying=2 ips=40 | timeout=7 blocked=2``.
+
+    ``done`` is the sum of the first four, so the bar's count and its ``ok`` differ by
+    exactly what is shown; ``errors`` (request errors by class, when the run gives them)
+    say why boards failed or are retrying.
+    """
+    parts = [f"{k}={snap.get(k, 0)}" for k in
+             ("ok", "failed", "suspicious", "unwritten", "retrying", "ips")]
+    errors = snap.get("errors") or {}
+    tail = " ".join(f"{k}={v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1]))
+    return " ".join(parts) + (f" | {tail}" if tail else "")
+
+
+#: The fields of :func:`summary_record`, in order (documented in the README).
+SUMMARY_FIELDS = ("run_id", "mode", "status", "stop_reason", "boards_total", "ok", "failed",
+                  "suspicious", "not_written", "skipped", "deleted", "rows_written", "joined",
+                  "left", "requests", "retries", "ips_extracted", "ips_failed", "ips_expired",
+                  "errors", "latency", "duration_s", "remaining", "failed_boards",
+                  "suspicious_boards")
+
+
+def summary_record(summary: Any) -> dict[str, Any]:
+    """A run's summary for machines: ``{"record": "summary", "version": 1, ...}``.
+
+    The same numbers as :func:`format_summary`, every list whole (not cut at 20), so a
+    script never parses the human text. ``--log-format json`` logs it as the ``summary``
+    field of the run's last line; ``sync --summary-json PATH`` writes it to a file.
+    """
+    doc: dict[str, Any] = {"record": "summary", "version": 1}
+    for key in SUMMARY_FIELDS:
+        value = getattr(summary, key)
+        doc[key] = (dict(value) if isinstance(value, dict) else list(value)
+                    if isinstance(value, list) else value)
+    doc["status"] = str(summary.status)
+    return doc
 
 
 def format_summary(summary: Any) -> str:

@@ -162,7 +162,7 @@ class Run:
         self.run_id = run_id
         bind(run=run_id, worker="manager")
         self.summary = Summary(run_id=run_id, mode=mode)
-        self.ledger = Ledger(self.summary, self.state, self.clock)
+        self.ledger = Ledger(self.summary, self.state, self.clock, self.metrics)
         self.lists = ListIntake(self.settings, self.store, self.ledger, self.tasks,
                                 self.clock, self.metrics, force=mode == "force")
         self.state.save(force=True)
@@ -178,6 +178,7 @@ class Run:
         host, pid = socket.gethostname(), os.getpid()
         if current is not None and not s.force:
             prev_mode = current.get("mode") or "incremental"
+            bind(run=current["id"])  # this line, not the last run's id, names this run
             logger.info("Run %s: resuming unfinished %s run", current["id"], prev_mode)
             self.store.start_run(current["id"], prev_mode, current.get("params") or {}, host,
                                  pid)
@@ -193,6 +194,7 @@ class Run:
         params = s.redacted()
         self.store.start_run(run_id, mode, params, host, pid)
         self.state.begin_run(run_id, mode, params)
+        bind(run=run_id)
         logger.info("Run %s: started (%s)", run_id, mode)
         return run_id, mode
 

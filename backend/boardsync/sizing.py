@@ -93,3 +93,25 @@ def resolve_workers(settings: Settings) -> tuple[int, str]:
     interval = settings.extract_interval
     qps = 1.0 / interval if interval > 0 else DEFAULT_QPS_UNSPACED
     return workers_auto(qps, settings.ip_ttl)
+
+
+#: Above this many configured workers the count is a typo or a misunderstanding: each worker
+#: is a thread holding its own IP, and no provider plan or upstream limit seen feeds more.
+MAX_WORKERS_PLAUSIBLE = 64
+
+
+def implausible_workers(settings: Settings) -> str | None:
+    """Why the configured worker count is implausible (a warning, not an error), or None.
+
+    More than :data:`MAX_WORKERS_PLAUSIBLE`, or more workers than the run may extract IPs
+    (``max_ips``) when IPs are bought one by one: the extra workers can only wait.
+    """
+    n = settings.workers
+    if n > MAX_WORKERS_PLAUSIBLE:
+        return (f"--workers {n} is implausible: each worker is a thread holding its own IP; "
+                f"more than {MAX_WORKERS_PLAUSIBLE} only adds threads waiting for IPs and "
+                "requests the upstream bans for (try --workers auto --explain-workers)")
+    if settings.proxy == "api" and 0 < settings.max_ips < n:
+        return (f"--workers {n} is more than --max-ips {settings.max_ips}: at most "
+                f"{settings.max_ips} workers can ever hold an IP")
+    return None

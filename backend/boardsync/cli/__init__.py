@@ -34,7 +34,41 @@ __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_LOCKED", "EXIT_NOTHING", "
            "EXIT_PARTIAL", "EXIT_USAGE", "STATUS_EXIT", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: The root group's options that may also come after the subcommand (``boardsync sync
+#: --log-level DEBUG`` is what people type).
+ANYWHERE = ("--log-level", "--log-format")
+
+
+def hoist(args: list[str]) -> list[str]:
+    """``args`` with every :data:`ANYWHERE` option (and its value) moved to the front, so
+    click's root group sees it wherever it was typed; nothing after ``--`` moves."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg.split("=", 1)[0] in ANYWHERE:
+            width = 1 if "=" in arg else 2
+            front.extend(args[i:i + width])
+            i += width
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class RootGroup(click.Group):
+    """The ``boardsync`` group: its logging options work on either side of the subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist(args))
+
+
+@click.group(cls=RootGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="boardsync")
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="BOARDSYNC_CONFIG",
               help="TOML config file (default config/boardsync.toml if present).")
@@ -43,9 +77,11 @@ __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_LOCKED", "EXIT_NOTHING", "
                    "run's own settings; fast = paced by what the upstream allows (README).")
 @click.option("--log-level", envvar="BOARDSYNC_LOG_LEVEL", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="How much to log (any case).")
+              help="How much to log (any case); before or after the subcommand.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), envvar="BOARDSYNC_LOG_FORMAT",
-              default="text", show_default=True, help="json: one object per line, for shippers.")
+              default="text", show_default=True,
+              help="json: one object per line, for shippers; a sync's last line carries its "
+                   "summary record.")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, preset: str | None, log_level: str,
         log_format: str) -> None:

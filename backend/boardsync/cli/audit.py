@@ -44,6 +44,22 @@ def _format_opt(func: Callable[..., Any]) -> Callable[..., Any]:
                         help=_FORMAT_HELP)(func)
 
 
+def _want_json(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``--format json`` and the old ``--json`` both set ``as_json`` (either one suffices)."""
+    ctx.params["as_json"] = ctx.params.get("as_json", False) or value in (True, "json")
+    return value
+
+
+def _text_or_json(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--format text|json``, the one spelling of JSON output every command takes; the
+    older ``--json`` stays as a hidden alias so scripts keep working."""
+    func = click.option("--json", is_flag=True, hidden=True, expose_value=False,
+                        callback=_want_json, help="Same as --format json.")(func)
+    return click.option("--format", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, expose_value=False, callback=_want_json,
+                        help="Output format: text for people, json for programs.")(func)
+
+
 def _fmt(fmt: str | None) -> str:
     return fmt or report.default_format(sys.stdout.isatty())
 
@@ -88,7 +104,7 @@ def boards_cmd(obj: dict[str, Any], kind: str | None, fmt: str | None,
         _echo_rows(audit.board_rows(store, kind), audit.BOARD_COLUMNS, fmt)
 
 
-@click.command("members")
+@click.command("members", short_help="List a board's members, now or --as-of a past date.")
 @click.argument("code")
 @click.option("--as-of", "as_of",
               help="Members at this time, from history: YYYY-MM-DD (end of that day, UTC) "
@@ -138,7 +154,7 @@ def changes_cmd(obj: dict[str, Any], board: str | None, since: str | None,
                    fmt)
 
 
-@click.command("stock")
+@click.command("stock", short_help="List the boards a stock belongs and belonged to.")
 @click.argument("code")
 @_format_opt
 @_db_opt
@@ -186,7 +202,7 @@ def state_grp() -> None:
 
 
 @state_grp.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@_text_or_json
 @_state_opt
 @_db_opt
 @click.pass_obj
@@ -206,9 +222,9 @@ def state_show_cmd(obj: dict[str, Any], as_json: bool, state_path: str | None,
                audit.format_overview(ov, settings.state_path))
 
 
-@state_grp.command("board")
+@state_grp.command("board", short_help="One board's audit trail from both sides.")
 @click.argument("code")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@_text_or_json
 @_state_opt
 @_db_opt
 @click.pass_obj

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
+from tqdm import tqdm
 
 from ..config import FIELDS, Settings, load_settings
 from ..errors import BoardsyncError, ConfigError
@@ -26,9 +27,22 @@ LOG_FORMAT = ("%(asctime)s %(levelname)-7s run=%(run)s worker=%(worker)s board=%
               "%(name)s: %(message)s")
 
 
+class BarSafeHandler(logging.StreamHandler):
+    """A stream handler that writes through ``tqdm.write``: while a progress bar is shown
+    on the same terminal, each log line goes above it instead of being glued onto it (what
+    ``tqdm.contrib.logging.logging_redirect_tqdm`` does, keeping our filter and formatter);
+    with no bar it is a plain write."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     """Log to stderr with the run, worker and board ids on every line (``fmt`` text or json)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BarSafeHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(LOG_FORMAT))
     handler.addFilter(ContextFilter())
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler],
@@ -59,6 +73,8 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--db", "db_url", help="Database URL (SQLAlchemy). [env BOARDSYNC_DB_URL]"),
         click.option("--state", "state_path", help="State file path."),
         click.option("--upstream-url", help="East Money base URL (https://push2.eastmoney.com)."),
+        click.option("--ca-bundle", help="PEM file of CA certificates to verify the upstream's "
+                     "HTTPS against ('' = certifi's roots)."),
         click.option("--force/--no-force", default=None,
                      help="Resync every board, whatever the state says."),
         click.option("--kinds", help="Comma list of board kinds: industry,concept,region."),
@@ -69,7 +85,7 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-retry", type=int, help="Attempts before a board fails for good."),
         click.option("--max-age", help="Skip boards synced more recently (e.g. 3600, 20h)."),
         click.option("--proxy", type=click.Choice(CHOICES["proxy"]),
-                     help="Proxy source (default direct)."),
+                     help="Proxy source."),
         click.option("--proxy-file", help="Static proxy list file."),
         click.option("--proxy-api-url", help="Provider extraction API URL. [secret]"),
         click.option("--proxy-api-format", type=click.Choice(CHOICES["proxy_api_format"]),
@@ -82,14 +98,31 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--accept-shrink/--no-accept-shrink", default=None,
                      help="Write boards that shrank suspiciously anyway."),
         click.option("--shrink-threshold", type=float,
-                     help="Fraction of shrinkage that makes a board suspicious (0.5)."),
+                     help="Fraction of shrinkage that makes a board suspicious."),
         click.option("--shutdown-timeout", type=float, help="Seconds a graceful stop may take."),
         click.option("--progress", type=click.Choice(CHOICES["progress"]),
                      help="Progress display."),
     ]
     for opt in reversed(opts):
         func = opt(func)
+    for param in getattr(func, "__click_params__", ()):
+        if param.name in FIELDS and isinstance(param, click.Option) and param.help:
+            shown = _default_text(FIELDS[param.name].default)
+            if shown:
+                param.help += f"  [default: {shown}]"
     return func
+
+
+def _default_text(value: Any) -> str:
+    """A FIELDS default as ``--help`` shows it (before a preset or config file changes it);
+    empty for a default that means "unset" (it is explained in the option's help)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value in ("", None) else str(value)
 
 
 def settings_loader(ctx_obj: dict[str, Any], flags: dict[str, Any]) -> Callable[[], Settings]:
