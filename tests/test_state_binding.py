@@ -212,3 +212,54 @@ def test_a_state_file_failing_mid_run_still_closes_the_run_record(sqlite_url: st
     else:  # the failing save came after the last write: nothing to resume
         assert runs[1:] == [(run.id, "partial")] and runs[0][1] == "ok"
     assert_db_equals_truth(sqlite_url, truth)
+
+
+def test_one_database_stop_logs_one_error_and_the_last_attempt_no_retry(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A database that is gone: each attempt but the last says "retry in", the last says
+    "giving up"; the batches after the stop are recorded without another ERROR."""
+    from boardsync.models import Board, Member
+    from boardsync.outcomes import Fetched, Listed
+    from boardsync.run import Run
+    from helpers import FakeClock, closed_port
+
+    settings = load_settings({"db_url": f"sqlite:///{tmp_path}/b.db", "kinds": "industry",
+                              "state_path": str(tmp_path / "s.json"), "progress": "none",
+                              "write_batch": "1", "db_retries": "3"}, env={}, config_path=None)
+    run = Run(settings, clock=FakeClock())
+    run.store.init_schema()
+    run.begin()
+    boards = [Board(f"BK000{i}", f"b{i}", "industry") for i in range(1, 4)]
+    run.handle(Listed("industry", boards))
+    gone = f"postgresql://root@127.0.0.1:{closed_port()}/x"
+    run.writer.store = Store(gone)  # the database goes away under the writer
+    with caplog.at_level("DEBUG", logger="boardsync"):
+        for board in boards:
+            run.handle(Fetched(board, [Member("600000", "s", 1)], 1))
+            run.step()
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert len(attempts) == 3 and all("retry in" in m for m in attempts[:2])
+    assert "giving up" in attempts[-1] and "retry in" not in attempts[-1]
+    stops = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(stops) == 1 and "could not write" in stops[0].getMessage()
+    assert run.summary.not_written == 3
+
+
+def test_stray_tracebacks_go_through_the_log(tmp_path: Path) -> None:
+    """A thread that dies and an error in a finaliser: logged lines, no bare traceback."""
+    import sys
+
+    code = ("import threading\n"
+            "from boardsync.cli.common import setup_logging\n"
+            "setup_logging('INFO')\n"
+            "class Cursor:\n"
+            "    def __del__(self):\n"
+            "        raise RuntimeError('closed on a terminated connection')\n"
+            "Cursor()\n"
+            "t = threading.Thread(target=lambda: 1 / 0, name='worker-7')\n"
+            "t.start(); t.join()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "closed on a terminated connection" in r.stderr
+    assert "Thread worker-7 died: ZeroDivisionError" in r.stderr

@@ -21,6 +21,7 @@ from ..errors import BoardsyncError, ConfigError
 from ..logctx import ContextFilter
 from ..logjson import JsonFormatter
 from ..settings import CHOICES
+from . import hooks
 from .exitcodes import EXIT_USAGE, error_line, for_error
 
 LOG_FORMAT = ("%(asctime)s %(levelname)-7s run=%(run)s worker=%(worker)s board=%(board)s "
@@ -47,6 +48,7 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     handler.addFilter(ContextFilter())
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler],
                         force=True)
+    hooks.install()  # dying threads and finalisers log instead of printing tracebacks
 
 
 def fail(message: str, code: int) -> NoReturn:
