@@ -54,7 +54,19 @@ EXPECTED: dict[str, tuple[str, bool, bool]] = {
     "Locked": ("locked", False, False),
     "StateError": ("state", False, False),
     "Interrupted": ("interrupted", False, True),
+    "Refused": ("refused", False, True),
+    "Unreachable": ("unreachable", False, True),
+    "NoRoute": ("no_route", False, False),
+    "RoutesRefused": ("routes_refused", False, False),
+    "UpstreamUnreachable": ("upstream_unreachable", False, False),
 }
+
+
+def test_a_route_failure_keeps_the_ip_and_is_not_counted() -> None:
+    from boardsync.policy import DECISIONS, Verdict, after_failure
+
+    for name in ("refused", "unreachable"):
+        assert after_failure(name, DECISIONS[name], 9, opened=True, outage=True) is Verdict.ROUTE
 
 
 def _make(cls: type[BaseException]) -> BaseException:

@@ -238,7 +238,8 @@ def test_https_through_connect_tunnels_verified_against_the_simulator_ca(
     codes = ("BK0475", "BK0596", "BK0473")
     base = _settings(sqlite_url, tmp_path, force=True, boards=codes)
     with simulated(base, "clean", time_scale=SCALE, seed=7, tls=True) as (settings, sim):
-        assert settings.upstream_url.startswith("https://") and settings.ca_bundle
+        assert settings.upstreams[0] == "https://29.push2.eastmoney.com/api/qt/clist/get"
+        assert settings.ca_bundle and not settings.upstream_url  # the real pool, by name
         summary = Run(settings).run()
         truth = {code: sim.truth()[code] for code in codes}
         counters = sim.counters()
@@ -247,6 +248,7 @@ def test_https_through_connect_tunnels_verified_against_the_simulator_ca(
     assert counters["gateway_tunnels"] >= 1  # CONNECT, as through a real provider
     assert "127.0.0.1" not in counters["requests_by_identity"]  # every request via an exit
     assert counters["requests_by_fingerprint"]["library"] == counters["requests"]
+    assert set(counters["requests_by_route"]) == {"29.push2/api"}  # the healthiest lane
 
 
 def test_a_ca_bundle_that_is_not_a_file_is_a_config_error(tmp_path: Path) -> None:

@@ -11,6 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: The default upstream pool, best first (``EASTMONEY_API.md`` §13; why this order:
+#: :data:`boardsync.upstream.pool.DEFAULT_UPSTREAMS`): the numbered push2 hosts that answered
+#: 6/6 (29, 79, 91), then 17 (2/6), each on ``/api/`` and the web page's ``/webguest/``; bare
+#: push2 only on ``/webguest/`` (0/6 on ``/api/``); push2delay last (reliable, but stale).
+DEFAULT_UPSTREAMS: tuple[str, ...] = (
+    *(f"https://{n}.push2.eastmoney.com{path}" for n in (29, 79, 91, 17)
+      for path in ("/api/qt/clist/get", "/webguest/api/qt/clist/get")),
+    "https://push2.eastmoney.com/webguest/api/qt/clist/get",
+    "https://push2delay.eastmoney.com/api/qt/clist/get",
+)
+
 #: Pacing presets: named, documented bundles of pacing values a user can pick with
 #: ``--preset``. ``reference`` reproduces the reference run's own settings.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -63,9 +74,17 @@ FIELDS: dict[str, Field] = {
     "state_path": Field(str, "", "state file path ('' = follows the database: beside a SQLite "
                         "file, data/boardsync.db -> data/boardsync.state.json; for PostgreSQL "
                         "data/<host>-<port>-<db>.state.json)"),
-    "upstream_url": Field(
-        str, "https://push2.eastmoney.com", "East Money push2 base URL (path is appended)"
-    ),
+    "upstreams": Field(tuple, DEFAULT_UPSTREAMS, "the pool of clist endpoints (host and "
+                       "route path), best first by the 2026 field evidence; requests go to "
+                       "the healthiest"),
+    "upstream_url": Field(str, "", "one endpoint used as a one-entry pool instead of "
+                          "upstreams (a base URL gets /api/qt/clist/get; '' = use upstreams)"),
+    "transport": Field(str, "auto", "requests; browser (curl_cffi's Chrome impersonation, "
+                       "the boardsync[browser] extra); auto: requests until a route refuses "
+                       "it, then the browser transport there where installed, else the next "
+                       "route"),
+    "upstream_cooldown": Field(float, 30.0, "seconds an endpoint rests after a failure "
+                               "(stock-sdk's per-host cool-down)"),
     "ca_bundle": Field(str, "", "PEM file of CA certificates to verify the upstream's HTTPS "
                        "against ('' = certifi's roots); verification is never turned off"),
     "kinds": Field(tuple, ("industry", "concept"), "board kinds to sync: industry,concept,region"),

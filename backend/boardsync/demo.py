@@ -13,16 +13,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import Settings
 from .sim import Simulator, load_scenario
+from .sim.hosts import short_name
+from .upstream import DEFAULT_UPSTREAMS
 
 logger = logging.getLogger(__name__)
 
 #: Settings that are durations and therefore scale with the simulator's time scale.
 SCALED_KEYS = ("req_delay_min", "req_delay_max", "ip_ttl", "extract_interval",
                "connect_timeout", "read_timeout", "stagger", "max_age", "shutdown_timeout",
-               "pacing_floor", "breaker_cooldown", "ip_thrift")
+               "pacing_floor", "breaker_cooldown", "ip_thrift", "upstream_cooldown")
 
 
 #: Real seconds below which no timeout is scaled when the simulator serves HTTPS.
@@ -47,9 +50,32 @@ def tls_available() -> bool:
     return importlib.util.find_spec("trustme") is not None
 
 
+def sim_upstreams(sim: Simulator, proxy: str = "api",
+                  urls: tuple[str, ...] = DEFAULT_UPSTREAMS) -> tuple[str, ...]:
+    """The real pool ``urls`` as boardsync reaches them in the simulator.
+
+    Through proxies the real names stay (the gateway resolves them, as a provider's does),
+    over ``http://`` when the simulator serves no TLS; direct, each host is mapped to its
+    loopback port (nothing resolves the real names here). Hosts the simulator does not
+    serve are kept as they are.
+    """
+    out: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        short = short_name(parts.hostname or "")
+        if proxy != "direct":
+            out.append(url if sim.ca_bundle else url.replace("https://", "http://", 1))
+        elif short is not None:
+            out.append((sim.https_urls or sim.http_urls)[short] + parts.path)
+        else:
+            out.append(url)
+    return tuple(out)
+
+
 def endpoints_of(sim: Simulator, proxy: str = "api") -> dict[str, Any]:
-    """The settings that point boardsync at a running simulator (upstream, CA, proxy)."""
-    endpoints: dict[str, Any] = {"upstream_url": sim.upstream_url,
+    """The settings that point boardsync at a running simulator: the real default pool of
+    upstreams (``upstream_url`` cleared), the CA, the proxy."""
+    endpoints: dict[str, Any] = {"upstreams": sim_upstreams(sim, proxy), "upstream_url": "",
                                  "ca_bundle": sim.ca_bundle or "", "proxy": proxy}
     if proxy == "api":
         endpoints.update(proxy_api_url=sim.extract_url, proxy_api_key=sim.api_key)

@@ -68,6 +68,20 @@ class ConnectionFailed(UpstreamError):
     error_class = "connection"
 
 
+class Refused(ConnectionFailed):
+    """A fresh IP was closed on before any answer on one route while others remain to try:
+    the route (or this client's fingerprint on it) is refusing, not the IP; ask elsewhere."""
+
+    error_class = "refused"
+
+
+class Unreachable(ConnectionFailed):
+    """The host does not resolve or takes no connection (directly, or the proxy's CONNECT
+    said so): the endpoint is wrong or down, not the IP; ask another endpoint."""
+
+    error_class = "unreachable"
+
+
 class HTTPStatusError(UpstreamError):
     """The upstream answered with a non-200 status; the code decides whether to rotate."""
 
@@ -194,3 +208,33 @@ class Interrupted(BoardsyncError):
     """A stop was requested (signal or shutdown) before the work finished."""
 
     error_class = "interrupted"
+
+
+class NoRoute(Interrupted):
+    """Every upstream endpoint and transport is refused or unreachable: the run stops, since
+    a new IP cannot fix it (``tried`` names each lane and what it did)."""
+
+    error_class = "no_route"
+
+    def __init__(self, message: str, tried: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.tried = tried
+
+
+class RoutesRefused(NoRoute):
+    """Fresh IPs kept being closed on before any answer on every endpoint: the upstream
+    refuses this client or these IPs (its own exit code; another route, the browser
+    transport or mainland residential IPs may help)."""
+
+    error_class = "routes_refused"
+
+
+class UpstreamUnreachable(NoRoute, ConfigError):
+    """At start no upstream host resolved or took a connection: a configuration or network
+    problem, reported in one line with the usage exit code before any IP is wasted."""
+
+    error_class = "upstream_unreachable"
+
+    def __init__(self, message: str, tried: tuple[str, ...] = ()) -> None:
+        NoRoute.__init__(self, message, tried)
+        self.key = "upstreams"

@@ -201,6 +201,7 @@ class Telemetry:
         result["latency"] = dict(getattr(summary, "latency", {}) or {})
         result["remaining"] = len(getattr(summary, "remaining", ()) or ())
         result["failed_boards"] = list(getattr(summary, "failed_boards", ()) or ())[:20]
+        result["hosts"] = list(getattr(summary, "hosts", ()) or ())  # per-lane health
         self._finish(status, result)
 
     def record_failure(self, exc: BaseException) -> None:

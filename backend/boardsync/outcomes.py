@@ -54,6 +54,8 @@ class Summary:
     remaining: list[str] = field(default_factory=list)
     failed_boards: list[str] = field(default_factory=list)
     suspicious_boards: list[str] = field(default_factory=list)
+    #: per (host, route, transport) health at the end (``upstream.Pool.snapshot`` rows)
+    hosts: list[dict[str, Any]] = field(default_factory=list)
 
     def totals(self) -> dict[str, Any]:
         """The numeric part, for run records."""

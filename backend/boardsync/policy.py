@@ -68,6 +68,9 @@ class Decision:
         log_level: how loudly to log it.
         rotate_after: consecutive failures on the same IP before ``rotate`` applies (1 = at once).
         ban_signal: the failure says "this IP is going too fast" (slows adaptive pacing down).
+        route: the failure is the route's, not the IP's nor the board's (the upstream pool
+            judged it): keep the IP and ask the page again, on the lane the pool picks next,
+            without counting it against the page.
     """
 
     rotate: bool
@@ -75,6 +78,7 @@ class Decision:
     log_level: int = logging.WARNING
     rotate_after: int = 1
     ban_signal: bool = False
+    route: bool = False
 
 
 W, E, L = logging.WARNING, logging.ERROR, logging.INFO  # L: low (info)
@@ -91,6 +95,14 @@ DECISIONS: dict[str, Decision] = {
     "invalid_json": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
     "empty_data": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
     "incomplete": Decision(rotate=False, retry=True, log_level=L),
+    # the upstream pool's judgements (upstream/pool.py): a fresh IP closed on by one route
+    # while others remain, or a host that does not resolve, blames the route, never the IP;
+    # every route refused or unreachable ends the run (a new IP cannot fix it)
+    "refused": Decision(rotate=False, retry=True, log_level=L, route=True),
+    "unreachable": Decision(rotate=False, retry=True, log_level=W, route=True),
+    "no_route": Decision(rotate=False, retry=False, log_level=E),
+    "routes_refused": Decision(rotate=False, retry=False, log_level=E),
+    "upstream_unreachable": Decision(rotate=False, retry=False, log_level=E),
     "upstream": Decision(rotate=True, retry=True, log_level=W),
     "bad_request": Decision(rotate=False, retry=False, log_level=E),
     "proxy": Decision(rotate=True, retry=True, log_level=W),
@@ -167,6 +179,7 @@ class Verdict(enum.Enum):
     OUTAGE = "outage"  # the upstream is down: keep the IP, wait for the breaker, blame nobody
     ROTATE = "rotate"  # evict the IP (never handed out again)
     KEEP = "keep"  # forgive it: keep the IP, count the streak
+    ROUTE = "route"  # the route is to blame: keep the IP, ask again elsewhere, uncounted
 
 
 class Streak:
@@ -202,6 +215,8 @@ def after_failure(error_class: str, decision: Decision, streak: int, *, opened: 
     (rotate_after 4); the fourth is ``ROTATE``; any ``timeout`` while the breaker is open is
     ``OUTAGE``, whatever the streak.
     """
+    if decision.route:
+        return Verdict.ROUTE
     if opened or (outage and error_class in OUTAGE_CLASSES):
         return Verdict.OUTAGE
     if decision.rotate and streak >= decision.rotate_after:

@@ -114,7 +114,7 @@ SUMMARY_FIELDS = ("run_id", "mode", "status", "stop_reason", "boards_total", "ok
                   "suspicious", "not_written", "skipped", "deleted", "rows_written", "joined",
                   "left", "requests", "retries", "ips_extracted", "ips_failed", "ips_expired",
                   "errors", "latency", "duration_s", "remaining", "failed_boards",
-                  "suspicious_boards")
+                  "suspicious_boards", "hosts")
 
 
 def summary_record(summary: Any) -> dict[str, Any]:
@@ -156,6 +156,9 @@ def format_summary(summary: Any) -> str:
         f"  p99 {ms(lat.get('p99'))}",
         f"  duration    {s.duration_s:.1f}s",
     ]
+    for h in getattr(s, "hosts", None) or ():  # the upstream pool's lanes, as measured
+        lines.append(f"  upstream    {h['host']}/{h['route']} ({h['transport']}): {h['state']},"
+                     f" {h['ok']} ok, {h['failed']} failed")
     if s.remaining:
         shown = ", ".join(s.remaining[:20]) + (" ..." if len(s.remaining) > 20 else "")
         lines.append(f"  remaining   {len(s.remaining)} boards: {shown}")

@@ -44,7 +44,7 @@ from .sizing import resolve_workers
 from .state import StateFile
 from .store import Store
 from .threads import start_thread
-from .upstream import UpstreamClient
+from .upstream import UpstreamClient, build_pool, client_for
 from .validate import held_back
 from .worker import Worker, WorkerContext
 from .writer import BatchWriter
@@ -102,6 +102,7 @@ class Run:
         self.rate = RateController(self.pacing)
         self.breaker = CircuitBreaker(settings.breaker_ips, settings.breaker_cooldown,
                                       clock=clock)
+        self.pool = build_pool(settings, clock=clock)  # the lanes every worker's client shares
         self.state = StateFile(settings.state_path, clock=clock)
         # A bad --state fails here, before anything (even a SQLite directory) is created.
         self.state.check_writable()
@@ -120,10 +121,7 @@ class Run:
         self.lists: ListIntake
 
     def make_client(self) -> UpstreamClient:
-        s = self.settings
-        return UpstreamClient(s.upstream_url, timeout=(s.connect_timeout, s.read_timeout),
-                              page_size=s.page_size, clock=self.clock,
-                              verify=s.ca_bundle or True)
+        return client_for(self.settings, self.pool, clock=self.clock)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -147,6 +145,8 @@ class Run:
                 if self.run_id is not None:  # the run record is closed, whatever happened
                     self.summary.duration_s = round(self.clock.now() - started, 3)
                     self.finish()
+        if self.pool.fatal is not None:  # no route left: its own line and exit code
+            raise self.pool.fatal
         return self.summary
 
     def begin(self) -> str:
@@ -268,6 +268,10 @@ class Run:
                 self.summary.status = S.INTERRUPTED
                 self.halt()
                 return deadline
+            if self.pool.fatal is not None and not self.fetch_stop.is_set():
+                self.summary.stop(str(self.pool.fatal))  # a new IP cannot fix it: stop
+                self.summary.end(S.PARTIAL)
+                self.halt()
             self.step(timeout=0.05)
             if self.finished() or self._workers_gone(threads):
                 return deadline
@@ -382,6 +386,7 @@ class Run:
         sm.ips_expired = stats.expired
         sm.errors = self.metrics.errors_by_class()
         sm.latency = self.metrics.latency_percentiles()
+        sm.hosts = self.pool.snapshot()
         ips = {"extracted": stats.extracted, "failed": stats.failed, "expired": stats.expired}
         # An interrupted or partial run stays "current" so the next start resumes it.
         finished = sm.status in (S.OK, S.NOTHING_TO_DO) or (

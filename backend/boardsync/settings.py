@@ -11,6 +11,7 @@ state file and run records.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
     *((key, 0, "") for key in ("req_delay_min", "req_delay_max", "max_age",
                                 "extract_interval", "stagger", "shutdown_timeout",
                                 "log_interval", "pacing_floor", "breaker_cooldown",
-                                "ip_thrift")),
+                                "ip_thrift", "upstream_cooldown")),
 )
 #: Durations that must be strictly positive (a zero TTL or timeout cannot work).
 _POSITIVE = ("ip_ttl", "connect_timeout", "read_timeout")
@@ -51,6 +52,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "progress": ("auto", "bar", "log", "none"),
     "proxy": ("direct", "static", "api", "tunnel"),
     "proxy_api_format": ("txt", "json"),
+    "transport": ("auto", "requests", "browser"),
 }
 
 
@@ -93,7 +95,10 @@ class Settings:
 
     db_url: str
     state_path: str
+    upstreams: tuple[str, ...]
     upstream_url: str
+    transport: str
+    upstream_cooldown: float
     ca_bundle: str
     kinds: tuple[str, ...]
     boards: tuple[str, ...]
@@ -171,7 +176,7 @@ class Settings:
         Each value is checked alone first (endpoints, board selection, choices, numbers), then
         the combinations (min <= max, what the proxy mode needs).
         """
-        _check_url("upstream_url", self.upstream_url)
+        self._validate_upstreams()
         if self.ca_bundle and not Path(self.ca_bundle).is_file():
             raise ConfigError(f"ca_bundle {self.ca_bundle!r} is not a file (want a PEM file of "
                               "CA certificates, or '' for certifi's)", key="ca_bundle")
@@ -181,6 +186,23 @@ class Settings:
             _check_choice(key, getattr(self, key), choices)
         self._validate_numbers()
         self._validate_proxy()
+
+    def _validate_upstreams(self) -> None:
+        """The endpoints (``upstream_url``, when set, is a one-entry pool) and the transport:
+        asking for the browser transport without curl_cffi fails here, before any request."""
+        if self.upstream_url:
+            _check_url("upstream_url", self.upstream_url)
+        elif not self.upstreams:
+            raise ConfigError("upstreams: at least one endpoint is needed", "upstreams")
+        for url in self.upstreams:
+            _check_url("upstreams", url)
+        if self.transport == "browser" and importlib.util.find_spec("curl_cffi") is None:
+            raise ConfigError("transport = browser needs curl_cffi: pip install "
+                              "'boardsync[browser]'", "transport")
+
+    def endpoints(self) -> tuple[str, ...]:
+        """The upstream pool a run uses: ``upstream_url`` alone when set, else ``upstreams``."""
+        return (self.upstream_url,) if self.upstream_url else self.upstreams
 
     def _validate_selection(self) -> None:
         """The board kinds and codes to sync."""

@@ -302,7 +302,8 @@ class Worker:
             if decision.ban_signal:
                 self.ctx.rate.on_ban()
             self.slot.fail(error_class)
-        return verdict is Verdict.OUTAGE
+        # the route's failure (the upstream pool moves to another lane) is not the board's
+        return verdict in (Verdict.OUTAGE, Verdict.ROUTE)
 
     def _judge(self, what: str, exc: BaseException) -> tuple[str, Decision]:
         """Log a failed board or list fetch and apply the policy to the IP, once: a failure

@@ -11,6 +11,8 @@ Exit codes:
   3  nothing to do: every board is fresher than --max-age
   4  locked: another sync holds this database's run lock
   5  interrupted: stopped by SIGINT/SIGTERM; the next run resumes
+  6  refused: fresh IPs kept being closed on before any answer on every upstream route; a new
+     IP would not help (try another route, the browser transport, mainland residential IPs)
  70  unexpected internal error (a bug: please report it with the log)
 """
 
@@ -18,10 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BoardsyncError, ConfigError, Locked, StateError, StorageError
+from ..errors import (
+    BoardsyncError,
+    ConfigError,
+    Locked,
+    RoutesRefused,
+    StateError,
+    StorageError,
+)
 from ..outcomes import RunStatus
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
+EXIT_REFUSED = 6
 EXIT_INTERNAL = 70
 #: ``state verify`` found at least one disagreement (the "partial" code: not all agrees).
 EXIT_DISAGREE = EXIT_PARTIAL
@@ -46,6 +56,8 @@ def for_error(exc: BaseException) -> int:
     """
     if isinstance(exc, Locked):
         return EXIT_LOCKED
+    if isinstance(exc, RoutesRefused):
+        return EXIT_REFUSED
     if isinstance(exc, ConfigError | StateError | StorageError):
         return EXIT_USAGE
     if isinstance(exc, BoardsyncError):

@@ -6,7 +6,11 @@ Four concepts, one module each, so each is tested alone:
   (pure; fuzzed);
 * :mod:`.paging` - :class:`Pager`, which judges the pages of one fetch with no I/O, so the
   caller (the worker) owns pacing and retries;
-* :mod:`.client` - :class:`UpstreamClient`, the one place that touches ``requests``;
+* :mod:`.client` - :class:`UpstreamClient`, one request on the lane the pool picks;
+* :mod:`.pool` - :class:`Pool`, endpoints x transports with measured health, refusals;
+* :mod:`.transport` - ``requests`` and curl_cffi's browser impersonation, the one place
+  that touches either (their exceptions translated alike);
+* :mod:`.web` - each route's parameters (the web page's ``ut``, ``dect``, ``wbp2u``);
 * :mod:`.fetch` - :func:`fetch_members` / :func:`fetch_board_list`, a whole fetch without
   retries, and the result types.
 """
@@ -22,6 +26,7 @@ from .client import (
     DEFAULT_USER_AGENT,
     ProxyLike,
     UpstreamClient,
+    client_for,
     proxy_key,
 )
 from .fetch import BoardListResult, MembersResult, drive, fetch_board_list, fetch_members
@@ -38,8 +43,20 @@ from .paging import (
     members_query,
 )
 from .parse import MAX_TOTAL, Page, infer_market, parse_board_row, parse_member_row, parse_page
+from .pool import DEFAULT_UPSTREAMS, Endpoint, Lane, Pool, build_pool, endpoint
+from .transport import TRANSPORTS, browser_available, make_transport
 
 __all__ = [
+    "DEFAULT_UPSTREAMS",
+    "TRANSPORTS",
+    "Endpoint",
+    "Lane",
+    "Pool",
+    "browser_available",
+    "build_pool",
+    "client_for",
+    "endpoint",
+    "make_transport",
     "BOARD_FIELDS",
     "CLIST_PATH",
     "DEFAULT_BASE_URL",

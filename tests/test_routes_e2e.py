@@ -1,0 +1,115 @@
+"""Issue 13's route worlds end to end: the real default pool, proxy IPs from the simulated
+provider through the gateway over HTTPS (CONNECT), default settings, the real ``Run``.
+
+* the first host and route refuse Python's fingerprint: the run completes exactly on another
+  route (``transport = requests``) or by the browser transport on that very route (``auto``,
+  curl_cffi installed), without evicting an IP;
+* every route refuses: the run stops with its own exit code after at most 5 IPs;
+* no host resolves: the run fails at start with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boardsync.cli.exitcodes import EXIT_REFUSED, EXIT_USAGE, error_line, for_error
+from boardsync.config import Settings, load_settings
+from boardsync.demo import endpoints_of, scaled
+from boardsync.errors import RoutesRefused, UpstreamUnreachable
+from boardsync.run import Run
+from boardsync.sim import Simulator, load_scenario
+from boardsync.store import Store
+
+pytest.importorskip("trustme", reason="the simulator's HTTPS needs the tls extra")
+
+SCALE = 0.02
+CODES = ("BK0475", "BK0596", "BK0473")
+
+
+@contextmanager
+def world(tmp_path: Path, routes: tuple[tuple[str, str], ...], **flags: Any
+          ) -> Iterator[tuple[Settings, Simulator]]:
+    base = load_settings({"db_url": f"sqlite:///{tmp_path}/b.db", "progress": "none",
+                          "state_path": str(tmp_path / "state.json"), "force": True,
+                          "boards": CODES} | flags, env={})
+    scn = load_scenario("clean").with_overrides(routes=routes)
+    with Simulator(scn, time_scale=SCALE, seed=7, tls=True) as sim:
+        yield scaled(base, SCALE, **endpoints_of(sim, "api")), sim
+
+
+def exact(settings: Settings, sim: Simulator) -> bool:
+    store = Store(settings.db_url)
+    return all(store.member_codes(c) == set(sim.truth()[c]) for c in CODES)
+
+
+def test_first_route_refusing_python_completes_exactly_on_another_route(
+        tmp_path: Path) -> None:
+    with world(tmp_path, (("29.push2/api", "refuse:library"),), transport="requests") as (
+            settings, sim):
+        summary = Run(settings).run()
+        c = sim.counters()
+        ok = exact(settings, sim)
+    assert summary.status == "ok" and summary.ok == 3 and ok
+    # the refusal was the route's: no IP was evicted for it (proxy_dead: IPs the provider
+    # expired before their TTL, as in the clean world without refusals)
+    assert summary.errors.get("refused", 0) <= 2 and "connection" not in summary.errors
+    assert c["refused_by_route"]["29.push2/api"] <= 2  # the listers' first requests
+    answered = {k: v - c["refused_by_route"].get(k, 0) for k, v in c["requests_by_route"].items()
+                if k != "quote/directory"}
+    assert answered["29.push2/api"] == 0
+    assert answered["29.push2/webguest"] > 0 and sum(answered.values()) == answered[
+        "29.push2/webguest"]  # every answer came from the next route
+    hosts = {(h["host"], h["route"]): h for h in summary.hosts}
+    assert hosts[("29.push2.eastmoney.com", "api")]["ok"] == 0
+    assert hosts[("29.push2.eastmoney.com", "webguest")]["ok"] > 0
+
+
+def test_first_route_refusing_python_completes_by_the_browser_on_that_route(
+        tmp_path: Path) -> None:
+    pytest.importorskip("curl_cffi", reason="the browser extra is not installed")
+    with world(tmp_path, (("29.push2/api", "refuse:library"),)) as (settings, sim):
+        assert settings.transport == "auto"  # the default
+        summary = Run(settings).run()
+        c = sim.counters()
+        ok = exact(settings, sim)
+    assert summary.status == "ok" and summary.ok == 3 and ok
+    assert summary.errors.get("refused", 0) <= 2 and "connection" not in summary.errors
+    assert set(c["requests_by_route"]) - {"quote/directory"} == {"29.push2/api"}  # it stayed
+    assert c["requests_by_fingerprint"]["library"] == c["refused_by_route"]["29.push2/api"] <= 2
+    assert c["requests_by_fingerprint"]["browser"] >= summary.ok  # every board by browser
+
+
+def test_every_route_refusing_ends_with_its_own_exit_code_after_at_most_5_ips(
+        tmp_path: Path) -> None:
+    with world(tmp_path, (("*/*", "refuse"),)) as (settings, sim):
+        run = Run(settings)
+        with pytest.raises(RoutesRefused) as info:
+            run.run()
+        c = sim.counters()
+    assert for_error(info.value) == EXIT_REFUSED == 6
+    assert c["ips_issued"] <= 5
+    assert run.summary.status == "partial" and run.summary.stop_reason
+    line = error_line(info.value)
+    assert "\n" not in line and "fresh IPs" in line
+    assert "browser" in line and "mainland residential IPs" in line
+
+
+def test_unresolvable_host_fails_fast_at_start_with_one_line_and_exit_2(
+        tmp_path: Path) -> None:
+    with world(tmp_path, ()) as (settings, sim):
+        bad = settings.replace(upstreams=("https://nosuch.push2.eastmoney.com/api/qt/clist/get",
+                                          "https://nosuch2.eastmoney.com/api/qt/clist/get"))
+        run = Run(bad)
+        with pytest.raises(UpstreamUnreachable) as info:
+            run.run()
+        c = sim.counters()
+    assert for_error(info.value) == EXIT_USAGE == 2
+    line = error_line(info.value)
+    assert "\n" not in line and line.startswith("no upstream host resolves")
+    assert c["requests"] == 0 and c["ips_issued"] <= len(bad.kinds)  # one per lister
+    assert run.summary.ips_failed == 0 and run.breaker.state == "closed"
