@@ -14,7 +14,7 @@ def test_defaults_are_valid_and_match_the_table() -> None:
     s = load_settings(env={})
     assert s.db_url == "sqlite:///data/boardsync.db"
     assert s.workers == FIELDS["workers"].default
-    assert s.kinds == ("industry", "concept")
+    assert s.kinds == ("industry", "concept", "region")
 
 
 def test_precedence_flag_beats_env_beats_file_beats_default(tmp_path: Path) -> None:

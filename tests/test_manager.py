@@ -28,6 +28,7 @@ def members(n: int, start: int = 600000) -> list[Member]:
 def new_run(tmp_path: Path, **overrides: object) -> Run:
     settings = load_settings({"db_url": f"sqlite:///{tmp_path}/b.db",
                               "state_path": str(tmp_path / "state.json"), "kinds": "industry",
+                              "directory_url": "",  # no directory: the lists alone
                               "progress": "none", **overrides}, env={}, config_path=None)
     run = Run(settings, clock=FakeClock())
     run.store.init_schema()

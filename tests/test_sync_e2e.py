@@ -159,7 +159,8 @@ def test_boards_are_fetched_while_a_longer_board_list_is_still_paging(
     request make the margin wide: the industry board's first page goes out by ~2.4 s, the
     concept list's fifth page not before 5 s."""
     base = _settings(sqlite_url, tmp_path, force=True, workers=3, pacing="fixed",
-                     req_delay_min=1.0, req_delay_max=1.2, stagger=0.0)
+                     req_delay_min=1.0, req_delay_max=1.2, stagger=0.0,
+                     kinds=("industry", "concept"))
     with simulated(base, "clean", time_scale=0.5, seed=5) as (settings, sim):
         board = next(b for b in sim.boards() if b.kind == "industry")
         spy = _ListArrivals(sim)
@@ -248,7 +249,9 @@ def test_https_through_connect_tunnels_verified_against_the_simulator_ca(
     assert counters["gateway_tunnels"] >= 1  # CONNECT, as through a real provider
     assert "127.0.0.1" not in counters["requests_by_identity"]  # every request via an exit
     assert counters["requests_by_fingerprint"]["library"] == counters["requests"]
-    assert set(counters["requests_by_route"]) == {"29.push2/api"}  # the healthiest lane
+    # the healthiest lane, and the board directory once
+    assert set(counters["requests_by_route"]) == {"29.push2/api", "quote/directory"}
+    assert counters["requests_by_route"]["quote/directory"] == 1
 
 
 def test_a_ca_bundle_that_is_not_a_file_is_a_config_error(tmp_path: Path) -> None:

@@ -87,7 +87,11 @@ FIELDS: dict[str, Field] = {
                                "(stock-sdk's per-host cool-down)"),
     "ca_bundle": Field(str, "", "PEM file of CA certificates to verify the upstream's HTTPS "
                        "against ('' = certifi's roots); verification is never turned off"),
-    "kinds": Field(tuple, ("industry", "concept"), "board kinds to sync: industry,concept,region"),
+    "kinds": Field(tuple, ("industry", "concept", "region"),
+                   "board kinds to sync: industry,concept,region"),
+    "directory_url": Field(str, "https://quote.eastmoney.com/center/api/sidemenu_new.json",
+                           "the board directory, read once per run as a second witness of the "
+                           "lists (kinds, industry levels, boards without a quote); '' = not read"),
     "boards": Field(tuple, (), "only these board codes (empty = all boards of the kinds)"),
     "force": Field(bool, False, "resync every board whatever the state says"),
     "max_age": Field(float, 20 * 3600.0, "skip boards synced less than this many seconds ago"),
@@ -129,7 +133,14 @@ FIELDS: dict[str, Field] = {
                          "count, else the list's rising+falling count) so no big board is "
                          "left paging alone at the end; listed: upstream list order"),
     "shrink_threshold": Field(float, 0.5, "hold back a board that shrinks by more than this"),
-    "accept_shrink": Field(bool, False, "write boards that shrank or came back empty anyway"),
+    "accept_shrink": Field(bool, False, "write boards that shrank, grew too much or came back "
+                           "empty anyway, and apply the deletions of a board list that shrank"),
+    "list_shrink_threshold": Field(float, 0.1, "a board list shorter than its last good one by "
+                                   "more than this fraction is not applied as deletions (daily "
+                                   "churn is a few boards of ~500; a revamp replaces codes "
+                                   "without shortening the list)"),
+    "grow_factor": Field(float, 5.0, "hold back a board that grows beyond this factor in one run "
+                         "(the fastest growth reported is ~4x in 18 months, BK1184)"),
     "shutdown_timeout": Field(float, 30.0, "seconds a graceful stop may take"),
     "write_batch": Field(int, 20, "boards written per database transaction at most"),
     "db_retries": Field(int, 5, "attempts for a database write before the run stops"),

@@ -76,7 +76,8 @@ def endpoints_of(sim: Simulator, proxy: str = "api") -> dict[str, Any]:
     """The settings that point boardsync at a running simulator: the real default pool of
     upstreams (``upstream_url`` cleared), the CA, the proxy."""
     endpoints: dict[str, Any] = {"upstreams": sim_upstreams(sim, proxy), "upstream_url": "",
-                                 "ca_bundle": sim.ca_bundle or "", "proxy": proxy}
+                                 "ca_bundle": sim.ca_bundle or "", "proxy": proxy,
+                                 "directory_url": sim.directory_url}
     if proxy == "api":
         endpoints.update(proxy_api_url=sim.extract_url, proxy_api_key=sim.api_key)
     elif proxy == "tunnel":

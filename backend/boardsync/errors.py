@@ -104,6 +104,20 @@ class InvalidResponse(UpstreamError, ValueError):
     error_class = "invalid_json"
 
 
+class RcError(InvalidResponse):
+    """The envelope's ``rc`` is not 0 but ``data`` is not null: an answer we cannot trust;
+    retry on another IP (a soft failure, like a garbled body)."""
+
+    error_class = "rc_error"
+
+
+class Captcha(InvalidResponse):
+    """HTTP 200 with East Money's slider-captcha page instead of JSON: a ban signal on this IP;
+    rotate at once and slow down, retry elsewhere (asking again on this IP only deepens it)."""
+
+    error_class = "captcha"
+
+
 class TooManyPages(InvalidResponse):
     """Page 1 plans more pages than any real board needs: the fetch is refused whole.
 
@@ -116,6 +130,20 @@ class EmptyData(UpstreamError):
     """``data`` was null or empty where rows were expected; may be a soft ban, retry on a new IP."""
 
     error_class = "empty_data"
+
+
+class NoQuote(EmptyData):
+    """``rc=100, data=null`` for a board's members: the directory lists the board but it has no
+    quote (BK1362 in 2026). Recorded as listed without a quote; not retried."""
+
+    error_class = "no_quote"
+
+
+class SoftBan(EmptyData):
+    """``data: null`` (HTTP 200) for a board the directory lists: the board exists, so the
+    pacing or the IP is to blame; rotate at once and slow down, retry elsewhere."""
+
+    error_class = "soft_ban"
 
 
 class IncompleteData(UpstreamError):

@@ -72,6 +72,18 @@ class Ledger:
                                 last_error_class=outcome.error_class, run_id=self.run_id)
         self.state.save()
 
+    def unquoted(self, outcome: Failed) -> None:
+        """A directory board answered "no quote" (rc 100): listed without a quote, not failed
+        (its members are not touched; it is asked again next run, once)."""
+        code = outcome.board.code
+        self.retrying.discard(code)
+        self.open.discard(code)
+        self.summary.unquoted_boards.append(code)
+        logger.info("Run %s: board %s is listed without a quote", self.run_id, code)
+        self.state.update_board(code, status="no_quote", attempts=outcome.attempts,
+                                last_error_class=outcome.error_class, run_id=self.run_id)
+        self.state.save()
+
     def held_back(self, fetched: Fetched, previous: int | None) -> None:
         """A fetched board shrank suspiciously: not written, recorded as ``suspicious``."""
         code = fetched.board.code

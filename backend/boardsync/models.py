@@ -18,6 +18,11 @@ KIND_FILTERS: dict[str, str] = {
     "region": "m:90 t:1 f:!50",
 }
 KINDS: tuple[str, ...] = tuple(KIND_FILTERS)
+#: The 2026 industry levels and the ``fs`` filter that lists each (EASTMONEY_API.md section
+#: 13: 31 level-1, 128 level-2 and 337 level-3 boards). boardsync reads the levels from the
+#: board directory instead (one request for every board, not one list per level).
+LEVEL_FILTERS: dict[int, str] = {1: "m:90 s:2 f:!50", 2: "m:90 s:4 f:!50", 3: "m:90 s:8 f:!50"}
+LEVELS: tuple[int, ...] = tuple(LEVEL_FILTERS)
 
 BOARD_CODE_RE = re.compile(r"^BK\d{4}$")
 STOCK_CODE_RE = re.compile(r"^\d{6}$")
@@ -45,12 +50,19 @@ class Board:
     ``size_hint`` is an estimate of the member count from the board list (rising + falling
     members, ``f104 + f105``; flat and suspended stocks are missing from it), or ``None``. It
     only orders the work (largest boards first) and never takes part in equality.
+
+    ``level`` is an industry board's level (1-3) from the board directory, None when unknown
+    (concepts, regions, or no directory read). ``witnessed``: the directory lists the board,
+    so a ``data: null`` for its members is a soft ban, not a deleted board. Neither takes
+    part in equality: they describe the board, they do not identify it.
     """
 
     code: str
     name: str
     kind: str
     size_hint: int | None = field(default=None, compare=False)
+    level: int | None = field(default=None, compare=False)
+    witnessed: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,15 @@ class Summary:
     suspicious_boards: list[str] = field(default_factory=list)
     #: per (host, route, transport) health at the end (``upstream.Pool.snapshot`` rows)
     hosts: list[dict[str, Any]] = field(default_factory=list)
+    #: boards the directory lists whose members answer "no quote" (rc 100), not failures
+    unquoted_boards: list[str] = field(default_factory=list)
+    #: the board directory against the lists (see :func:`boardsync.witness.compare`)
+    directory: dict[str, Any] = field(default_factory=dict)
+    #: ``{kind: {"listed": n, "last_good": m, "kept": [codes not deleted]}}``: lists that
+    #: shrank too much, whose deletions were held back (``--accept-shrink`` applies them)
+    lists_held_back: dict[str, Any] = field(default_factory=dict)
+    #: ``{"industry level 3": {"ended": [codes], "started": [codes]}}``: whole levels replaced
+    revamped: dict[str, Any] = field(default_factory=dict)
 
     def totals(self) -> dict[str, Any]:
         """The numeric part, for run records."""
@@ -65,7 +74,10 @@ class Summary:
                       "deleted", "rows_written", "joined", "left", "requests", "retries",
                       "ips_extracted", "ips_failed", "ips_expired", "duration_s")
         } | {"latency": self.latency, "stop_reason": self.stop_reason,
-             "remaining": len(self.remaining)}
+             "remaining": len(self.remaining), "unquoted": list(self.unquoted_boards),
+             "directory": self.directory, "lists_held_back": self.lists_held_back,
+             "revamped": {k: {"ended": len(v["ended"]), "started": len(v["started"])}
+                          for k, v in self.revamped.items()}}
 
     def stop(self, reason: str) -> None:
         """Record why the run stopped early; the first reason stands."""
@@ -121,6 +133,16 @@ class ListFailed:
     status: str
     reason: str
     quota: bool = False
+
+
+@dataclass(frozen=True)
+class DirectoryRead(Listed):
+    """The board directory, read once per run: ``entries`` by code, or None with ``reason``
+    when it could not be read (the run then goes on with the lists alone). A
+    :class:`Listed` of no boards, so the manager hands it to the list intake like a list."""
+
+    entries: dict[str, Any] | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

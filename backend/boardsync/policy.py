@@ -94,6 +94,14 @@ DECISIONS: dict[str, Decision] = {
     "http_retryable": Decision(rotate=True, retry=True, log_level=W, ban_signal=True),
     "invalid_json": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
     "empty_data": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
+    # soft failures (EASTMONEY_API.md section 13): a non-zero rc with data is garbled like a
+    # bad body; a captcha page and data null for a board the directory lists are ban
+    # signals (the IP and the pacing are to blame, not the board); rc 100 is a directory
+    # board without a quote: nothing to retry, the run records it as listed without one
+    "rc_error": Decision(rotate=True, retry=True, log_level=L, rotate_after=2),
+    "captcha": Decision(rotate=True, retry=True, log_level=W, ban_signal=True),
+    "soft_ban": Decision(rotate=True, retry=True, log_level=W, ban_signal=True),
+    "no_quote": Decision(rotate=False, retry=False, log_level=L),
     "incomplete": Decision(rotate=False, retry=True, log_level=L),
     # the upstream pool's judgements (upstream/pool.py): a fresh IP closed on by one route
     # while others remain, or a host that does not resolve, blames the route, never the IP;

@@ -45,7 +45,6 @@ from .state import StateFile
 from .store import Store
 from .threads import start_thread
 from .upstream import UpstreamClient, build_pool, client_for
-from .validate import held_back
 from .worker import Worker, WorkerContext
 from .writer import BatchWriter
 
@@ -217,7 +216,7 @@ class Run:
                             metrics=self.metrics, crew=crew, make_client=self.make_client,
                             fetch_stop=self.fetch_stop, list_stop=self.list_stop,
                             all_done=self.all_done)
-        workers = [Worker(i, ctx, s.kinds[i::listers] if i < listers else (),
+        workers = [Worker(i, ctx, self.lists.jobs(i, listers) if i < listers else (),
                           random.Random(self.rng.random())) for i in range(n)]
         return [start_thread(w, self.list_stop, f"worker-{w.index}") for w in workers]
 
@@ -324,7 +323,7 @@ class Run:
     def handle(self, outcome: Outcome) -> None:
         """Apply one worker outcome to the run."""
         match outcome:
-            case Listed():
+            case Listed():  # a DirectoryRead too
                 self.lists.listed(outcome, self.progress, self.writer.gone is not None)
                 if self.lists.error is not None and self.writer.gone is None:
                     self.writer.stop(self.lists.error)  # no write will be tried again
@@ -339,7 +338,7 @@ class Run:
             case Retrying():
                 self.ledger.retried(outcome)
             case Failed():
-                self.ledger.failed(outcome)
+                self.lists.board_failed(outcome)
             case QuotaOut():
                 if not self.fetch_stop.is_set():
                     logger.warning("Run %s: no more proxy IPs (%s): stopping cleanly",
@@ -350,14 +349,8 @@ class Run:
                 assert_never(outcome)
 
     def _fetched(self, fetched: Fetched) -> None:
-        s = self.settings
-        self.ledger.retrying.discard(fetched.board.code)
-        previous = self.lists.sizes.get(fetched.board.code)
-        if held_back(previous, len(fetched.members), s.shrink_threshold, force=s.force,
-                     accept_shrink=s.accept_shrink):
-            self.ledger.held_back(fetched, previous)
-            return
-        self.writer.add(fetched)
+        if not self.lists.hold_back(fetched):
+            self.writer.add(fetched)
 
     def flush(self) -> None:
         """Write the pending batch; a database that stays away stops the run."""

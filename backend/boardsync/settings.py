@@ -101,6 +101,7 @@ class Settings:
     upstream_cooldown: float
     ca_bundle: str
     kinds: tuple[str, ...]
+    directory_url: str
     boards: tuple[str, ...]
     force: bool
     max_age: float
@@ -134,6 +135,8 @@ class Settings:
     board_order: str
     shrink_threshold: float
     accept_shrink: bool
+    list_shrink_threshold: float
+    grow_factor: float
     shutdown_timeout: float
     write_batch: int
     db_retries: int
@@ -177,6 +180,8 @@ class Settings:
         the combinations (min <= max, what the proxy mode needs).
         """
         self._validate_upstreams()
+        if self.directory_url:
+            _check_url("directory_url", self.directory_url)
         if self.ca_bundle and not Path(self.ca_bundle).is_file():
             raise ConfigError(f"ca_bundle {self.ca_bundle!r} is not a file (want a PEM file of "
                               "CA certificates, or '' for certifi's)", key="ca_bundle")
@@ -233,6 +238,11 @@ class Settings:
         if not 0 <= self.ip_ttl_jitter < 1:
             raise ConfigError(f"ip_ttl_jitter: must be in [0, 1), got {self.ip_ttl_jitter}",
                               "ip_ttl_jitter")
+        if not 0 < self.list_shrink_threshold <= 1:
+            raise ConfigError(f"list_shrink_threshold: must be in (0, 1], got "
+                              f"{self.list_shrink_threshold}", "list_shrink_threshold")
+        if not self.grow_factor > 1:
+            raise ConfigError(f"grow_factor: must be > 1, got {self.grow_factor}", "grow_factor")
         if not 0 < self.shrink_threshold <= 1:
             raise ConfigError(
                 f"shrink_threshold: must be in (0, 1], got {self.shrink_threshold}",

@@ -49,7 +49,8 @@ STATE_VERSION = 1
 
 #: Board statuses the state file knows.
 BOARD_STATUSES: frozenset[str] = frozenset(
-    {"ok", "failed", "pending", "retrying", "suspicious", "deleted", "fetched_unwritten"}
+    {"ok", "failed", "pending", "retrying", "suspicious", "deleted", "fetched_unwritten",
+     "no_quote"}
 )
 
 #: Per-board fields :meth:`StateFile.update_board` accepts (a typo is an error, not a new key).

@@ -41,9 +41,9 @@ from .pacing import Pacer, PacingConfig, RateController
 from .policy import Decision, RetryBudget, Streak, Verdict, after_failure, classify
 from .proxy import Proxy, ProxyManager
 from .queue import Task, TaskQueue
+from .reader import DIRECTORY, read_directory
 from .upstream import (
     HasCode,
-    Page,
     Pager,
     Query,
     Step,
@@ -55,6 +55,7 @@ from .upstream import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=HasCode)
+R = TypeVar("R")
 
 
 class ProxySlot:
@@ -170,7 +171,7 @@ class Worker:
             kind = self.kinds.pop(0)
             bind(board=f"list:{kind}")
             try:
-                ctx.report(self._list_reported(kind))
+                ctx.report(read_directory(self) if kind == DIRECTORY else self._list_reported(kind))
             finally:
                 bind(board=None)
             return True
@@ -227,12 +228,12 @@ class Worker:
 
     # -- paging ----------------------------------------------------------------------------
 
-    def _request(self, query: Query[T], pn: int) -> Page:
+    def send(self, request: Callable[[], R]) -> R:
         """One request, timed; a success resets the IP's streak and closes the breaker."""
         ctx = self.ctx
         started = ctx.clock.now()
         try:
-            page = self.client.get_page(query, pn, self.slot)
+            page = request()
         except BaseException as e:
             ctx.metrics.on_request(ctx.clock.now() - started,
                                    getattr(e, "error_class", None) or "unexpected")
@@ -255,7 +256,8 @@ class Worker:
         while True:
             self.pace(stop)
             try:
-                step = pager.take(self._request(query, pager.page))
+                step = pager.take(self.send(lambda: self.client.get_page(query, pager.page,
+                                                                         self.slot)))
             except TooManyPages as e:  # the plan, not this page: the attempt fails at once
                 raise self.client.blame(e, self.slot) from None
             except UpstreamError as e:
@@ -371,7 +373,8 @@ class Worker:
         self._pages_ok = 0
         self._board = board
         try:
-            members = self.fetch(members_query(board.code), ctx.fetch_stop)
+            members = self.fetch(members_query(board.code, witnessed=board.witnessed),
+                                 ctx.fetch_stop)
         except Interrupted:
             ctx.tasks.put(task)  # returned to the queue, not counted as an attempt
             return

@@ -27,6 +27,7 @@ Inferred, not observed, and built that way here:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -361,3 +362,15 @@ def directory_json(m: Market) -> bytes:
     """
     return json.dumps({"bklist": directory_rows(m)}, ensure_ascii=False,
                       separators=(",", ":")).encode("utf-8")
+
+
+def hide_lost(market: Market, codes: list[str], loss: dict[str, float]) -> list[str]:
+    """``codes`` without the share ``loss[kind]`` of each kind's boards (a list that comes
+    back short while the boards still answer: a soft ban or a glitch of the list). Which
+    boards are hidden is fixed by their codes (a hash order), so every page agrees."""
+    hidden: set[str] = set()
+    for kind, share in loss.items():
+        of_kind = sorted(market.boards_of_kind(kind),
+                         key=lambda c: hashlib.sha256(c.encode()).digest())
+        hidden.update(of_kind[: int(len(of_kind) * share)])
+    return [c for c in codes if c not in hidden]

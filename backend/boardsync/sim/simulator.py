@@ -18,7 +18,7 @@ from ..clock import SYSTEM, Clock
 from ..models import Board
 from .front import HostFront
 from .gateway import Gateway
-from .hosts import CLIST_HOSTS, HOSTS, ROUTES, RouteTable, real_name
+from .hosts import CLIST_HOSTS, DIRECTORY_PATH, HOSTS, ROUTES, RouteTable, real_name
 from .httpd import Conn, Listener, Reply, Request
 from .provider import Provider
 from .scenario import Scenario, load_scenario
@@ -81,6 +81,7 @@ class Simulator:
         self.gateway: Gateway | None = None
         self.provider: Provider | None = None
         self.upstream_url = self.extract_url = self.tunnel_url = self.admin_url = ""
+        self.directory_url = ""
         self.http_urls: dict[str, str] = {}
         self.https_urls: dict[str, str] = {}
 
@@ -122,6 +123,8 @@ class Simulator:
         self.http_urls = {name: f"http://{host}:{p}" for name, p in http_ports.items()}
         self.https_urls = {name: f"https://{host}:{p}" for name, p in https_ports.items()}
         self.upstream_url = (self.https_urls or self.http_urls)["push2"]
+        #: the board directory on the quote host, as ``upstream_url`` (HTTPS when served)
+        self.directory_url = (self.https_urls or self.http_urls)["quote"] + DIRECTORY_PATH
         self.gateway = Gateway(self.state, http_ports, https_ports, self._tunnel_auth,
                                self._tasks)
         self.provider = Provider(self.state, self.gateway, self.api_key)
@@ -245,6 +248,7 @@ class Simulator:
             if self.provider is not None:
                 self.provider.new_day()
             self.state.shrink.clear()
+            self.state.list_loss.clear()
         return report
 
     def set_outage(self, kind: str | None) -> None:
@@ -264,6 +268,17 @@ class Simulator:
                 if not 0 <= fraction <= 1:
                     raise ValueError("fraction must be within [0, 1]")
                 self.state.shrink[board_code] = float(fraction)
+
+    def set_list_loss(self, kind: str, fraction: float | None) -> None:
+        """The board lists of ``kind`` leave out ``fraction`` of its boards (their members
+        still answer, the directory still lists them); None clears. Cleared by a new day."""
+        with self.state.lock:
+            if fraction is None:
+                self.state.list_loss.pop(kind, None)
+            else:
+                if not 0 <= fraction <= 1:
+                    raise ValueError("fraction must be within [0, 1]")
+                self.state.list_loss[kind] = float(fraction)
 
     # -- admin API ------------------------------------------------------------------------
     async def _admin(self, request: Request, conn: Conn) -> Reply:
@@ -291,7 +306,13 @@ class Simulator:
                 shrink = body.get("shrink")
                 if shrink:
                     self.set_shrink(shrink["board"], shrink.get("fraction"))
-                return self._reply({"outage": self.state.outage, "shrink": self.state.shrink})
+                loss = body.get("list_loss")
+                if loss:
+                    self.set_list_loss(loss["kind"], loss.get("fraction"))
+                mode = {"outage": self.state.outage, "shrink": self.state.shrink}
+                if self.state.list_loss:
+                    mode["list_loss"] = self.state.list_loss
+                return self._reply(mode)
             if method == "GET" and path == "/":
                 return self._reply({"endpoints": ["GET /truth", "GET /counters", "GET /boards",
                                                   "GET /rules", "GET /hosts", "GET /scenario",

@@ -80,6 +80,7 @@ class SimState:
         self.exits = Exits(aliases_supported())
         self.outage: str | None = None
         self.shrink: dict[str, float] = {}
+        self.list_loss: dict[str, float] = {}  # kind -> share of its boards the lists hide
         self.clock = clock
         self._t0 = clock.now()
 

@@ -17,6 +17,7 @@ from typing import Any
 from .antibot import Verdict
 from .captcha import CAPTCHA_PAGE, CAPTCHA_TYPE
 from .httpd import DROP, Conn, Reply, Request
+from .levels import hide_lost
 from .market import BoardInfo, Market, Stock
 from .state import SimState
 
@@ -363,7 +364,7 @@ class Upstream:
             listed = list_codes(market, fs)
             if listed is None:
                 return None
-            codes = listed
+            codes = hide_lost(market, listed, st.list_loss) if st.list_loss else listed
             boards = market.boards
 
             def fields_of(code: str) -> dict[int, Any]:

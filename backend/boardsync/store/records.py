@@ -64,6 +64,8 @@ class BoardRow:
     checksum: str | None
     last_run_id: str | None
     synced_at: datetime | None
+    level: int | None = None  # an industry board's level 1-3
+    quoted: bool | None = None  # False: listed in the directory without a quote
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,11 @@ boards_t = sa.Table(
     sa.Column("checksum", sa.String(64), nullable=True),
     sa.Column("last_run_id", sa.String(64), nullable=True),
     sa.Column("synced_at", UTCDateTime, nullable=True),
+    # an industry board's level 1-3 (from the board directory; NULL = not levelled/unknown)
+    sa.Column("level", sa.Integer, nullable=True),
+    # False: the directory lists it but its members answer "no quote" (rc 100); True: listed
+    # or fetched with a quote; NULL: not known yet
+    sa.Column("quoted", sa.Boolean, nullable=True),
     sa.Index("ix_boards_kind", "kind"),
 )
 
@@ -156,6 +161,24 @@ CORE_TABLES = frozenset({"boards", "memberships", "membership_history", "sync_ru
 RETIRED_INDEXES = ("ix_memberships_stock", "ix_history_board_to")
 
 
+#: Columns added to a table after its first release: ``create_all`` does not add columns to
+#: an existing table, so :func:`add_columns` does (nullable, no default: instant on both).
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("boards", "level"), ("boards", "quoted"))
+
+
+def add_columns(conn: Connection) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each of :data:`ADDED_COLUMNS` a database lacks."""
+    have: dict[str, set[str]] = {}
+    for table, column in ADDED_COLUMNS:
+        if table not in have:
+            have[table] = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        if column not in have[table]:
+            col = metadata.tables[table].c[column]
+            kind = col.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            have[table].add(column)
+
+
 def create_schema(conn: Connection, *, postgresql: bool) -> None:
     """Create the missing tables and indexes on ``conn`` and drop :data:`RETIRED_INDEXES`.
 
@@ -165,6 +188,7 @@ def create_schema(conn: Connection, *, postgresql: bool) -> None:
     if postgresql:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
     metadata.create_all(conn, checkfirst=True)
+    add_columns(conn)
     for name in RETIRED_INDEXES:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     ensure_db_id(conn)

@@ -100,21 +100,23 @@ class Writes(Merge, RunLock):
         # "WHERE true": SQLite's grammar needs it between INSERT ... SELECT and ON CONFLICT
         conn.execute(sa.text(
             "INSERT INTO boards (code, name, kind, first_seen_at, last_seen_at, deleted_at,"
-            " member_count, checksum, last_run_id, synced_at)"
-            f" SELECT v.b, v.n, v.k, :at, :at, NULL, v.c, v.d, :run_id, :at FROM {src}"
+            " member_count, checksum, last_run_id, synced_at, quoted)"
+            f" SELECT v.b, v.n, v.k, :at, :at, NULL, v.c, v.d, :run_id, :at, TRUE FROM {src}"
             " WHERE true ON CONFLICT (code) DO UPDATE SET name = excluded.name,"
             " kind = excluded.kind, last_seen_at = excluded.last_seen_at, deleted_at = NULL,"
             " member_count = excluded.member_count, checksum = excluded.checksum,"
-            " last_run_id = excluded.last_run_id, synced_at = excluded.synced_at"
+            " last_run_id = excluded.last_run_id, synced_at = excluded.synced_at,"
+            " quoted = TRUE"
         ).bindparams(sa.bindparam("at", type_=UTCDateTime)),
             {"at": when, "run_id": run_id, **params})
 
     def _upsert_board_rows(self, conn: Connection, boards: Sequence[Board], when: datetime,
-                           ) -> None:
+                           quoted: bool | None = True) -> None:
         """Insert new boards, refresh name/kind/last_seen of known ones, clear ``deleted_at``.
 
         A board that was deleted and comes back also gets ``synced_at`` cleared so the next
         incremental sync fetches it (its stored member list is empty since the deletion).
+        ``level`` and ``quoted`` are kept when the new value is None (unknown this time).
         """
         if not boards:
             return
@@ -128,16 +130,22 @@ class Writes(Merge, RunLock):
                 "synced_at": sa.case((boards_t.c.deleted_at.is_(None), boards_t.c.synced_at),
                                      else_=sa.null()),
                 "deleted_at": sa.null(),
+                "level": sa.func.coalesce(ins.excluded.level, boards_t.c.level),
+                "quoted": sa.func.coalesce(ins.excluded.quoted, boards_t.c.quoted),
             },
         )
-        conn.execute(stmt, [{"code": b.code, "name": b.name, "kind": b.kind,
-                             "first_seen_at": when, "last_seen_at": when} for b in boards])
+        conn.execute(stmt, [{"code": b.code, "name": b.name, "kind": b.kind, "level": b.level,
+                             "quoted": quoted, "first_seen_at": when, "last_seen_at": when}
+                            for b in boards])
 
-    def upsert_boards(self, boards: Iterable[Board], at: datetime | None = None) -> int:
+    def upsert_boards(self, boards: Iterable[Board], at: datetime | None = None, *,
+                      quoted: bool | None = True) -> int:
         """Record the boards seen in a board list (new ones inserted, known ones refreshed).
 
         Members are not touched. A board previously marked deleted is revived (see
-        :meth:`_upsert_board_rows`). Returns how many boards were given.
+        :meth:`_upsert_board_rows`). ``quoted``: True for boards of a list (they have a
+        quote), None for boards only the directory lists (not known until their members
+        answer). Returns how many boards were given.
         """
         when = self._when(at)
         unique: dict[str, Board] = {}
@@ -147,8 +155,18 @@ class Writes(Merge, RunLock):
         if not unique:
             return 0
         with self._tx(f"upsert of {len(unique)} boards", write=True) as conn:
-            self._upsert_board_rows(conn, list(unique.values()), when)
+            self._upsert_board_rows(conn, list(unique.values()), when, quoted)
         return len(unique)
+
+    def mark_unquoted(self, board_code: str) -> None:
+        """Record that a directory board has no quote (its members answered ``rc=100``).
+
+        Its members and history are not touched: "no quote" says nothing about them.
+        """
+        check_board_code(board_code)
+        with self._tx(f"mark_unquoted {board_code}", write=True) as conn:
+            conn.execute(boards_t.update().where(boards_t.c.code == board_code)
+                         .values(quoted=False))
 
     def mark_deleted(self, board_code: str, run_id: str, at: datetime | None = None) -> int:
         """Record that a board disappeared upstream; returns how many members it had.

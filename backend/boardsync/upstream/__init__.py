@@ -29,6 +29,7 @@ from .client import (
     client_for,
     proxy_key,
 )
+from .directory import DIRECTORY_URL, Entry, get_body, parse_directory
 from .fetch import BoardListResult, MembersResult, drive, fetch_board_list, fetch_members
 from .paging import (
     BOARD_FIELDS,
@@ -60,6 +61,8 @@ __all__ = [
     "BOARD_FIELDS",
     "CLIST_PATH",
     "DEFAULT_BASE_URL",
+    "DIRECTORY_URL",
+    "Entry",
     "DEFAULT_EXTRA_PAGES",
     "DEFAULT_MAX_PAGES",
     "DEFAULT_PAGE_SIZE",
@@ -81,9 +84,11 @@ __all__ = [
     "drive",
     "fetch_board_list",
     "fetch_members",
+    "get_body",
     "infer_market",
     "members_query",
     "parse_board_row",
+    "parse_directory",
     "parse_member_row",
     "parse_page",
     "proxy_key",

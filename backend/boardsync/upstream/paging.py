@@ -28,6 +28,10 @@ Rules (the same as the client loop they replace):
 * **Over-reported totals.** If the planned pages leave us short and the last page was full,
   up to ``extra_pages`` more pages are asked for, until an empty page (what stock-sdk does
   when rows are fewer than ``total``); still short -> incomplete.
+* **Null on page 1.** ``rc=100`` is :class:`~boardsync.errors.NoQuote` (a directory board
+  without a quote); for a board the directory lists (``Query.witnessed``) it is
+  :class:`~boardsync.errors.SoftBan` (the board exists: the IP or pacing is to blame); else
+  :class:`~boardsync.errors.EmptyData`, as before.
 * **Page budget.** A server returning tiny pages with a huge total could make us send
   thousands of requests from one IP; a plan of more than ``max_pages`` pages is
   :class:`~boardsync.errors.InvalidResponse` (default 200: the largest board, ~3,700
@@ -44,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from ..errors import BadRequest, EmptyData, TooManyPages
+from ..errors import BadRequest, EmptyData, NoQuote, SoftBan, TooManyPages
 from ..models import KIND_FILTERS, Board, Member, is_board_code, member_filter
 from .parse import Page, parse_board_row, parse_member_row
 
@@ -54,6 +58,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PAGES = 200
 #: Default number of pages asked past the planned ones while still short of ``total``.
 DEFAULT_EXTRA_PAGES = 2
+#: ``rc`` of a board the directory lists without a quote (BK1362: ``rc=100, data=null``).
+RC_NO_QUOTE = 100
 MEMBER_FIELDS = "f12,f13,f14"
 BOARD_FIELDS = "f12,f13,f14,f2,f3,f104,f105,f124"
 
@@ -95,10 +101,13 @@ class Query(Generic[T]):
     fs: str
     fields: str
     parse_row: Callable[[object], T]
+    #: the board directory lists this board: ``data: null`` for it is a soft ban
+    witnessed: bool = False
 
 
-def members_query(board_code: str) -> Query[Member]:
-    """The members of one board.
+def members_query(board_code: str, *, witnessed: bool = False) -> Query[Member]:
+    """The members of one board; ``witnessed``: the board directory lists it (see
+    :class:`Query`).
 
     Raises:
         BadRequest: ``board_code`` is not ``BK`` + 4 digits; checked here so a code never
@@ -107,7 +116,7 @@ def members_query(board_code: str) -> Query[Member]:
     if not is_board_code(board_code):
         raise BadRequest(f"not a board code: {str(board_code)[:40]!r}")
     return Query(f"board {board_code}", member_filter(board_code), MEMBER_FIELDS,
-                 parse_member_row)
+                 parse_member_row, witnessed)
 
 
 def board_list_query(kind: str) -> Query[Board]:
@@ -211,6 +220,11 @@ class Pager(Generic[T]):
 
     def _check_first(self, page: Page) -> None:
         what = self.query.what
+        if page.total is None and page.rc == RC_NO_QUOTE:
+            raise NoQuote(f"{what}: no quote (rc={page.rc}, data null)")
+        if page.total is None and self.query.witnessed:
+            raise SoftBan(f"{what}: data is null on page 1 (rc={page.rc}) for a board the "
+                          "directory lists")
         if page.total is None:
             raise EmptyData(f"{what}: data is null on page 1 (rc={page.rc})")
         if page.total and not page.rows:

@@ -17,6 +17,9 @@ Decisions:
 * **Names of ``"-"``** are kept verbatim (it is what the upstream shows); a missing or null
   name becomes ``"-"`` too. A name containing NUL is rejected (PostgreSQL text cannot store
   it, and it is never a real name).
+* **HTML with HTTP 200** is :class:`InvalidResponse`, or :class:`Captcha` (a ban signal)
+  when it is the slider-captcha page (:data:`CAPTCHA_MARKERS`); ``rc != 0`` with data is
+  :class:`RcError`.
 * **Empty body with HTTP 200** is :class:`InvalidResponse` (the HTTP exchange completed; the
   body is what is wrong), unlike an empty *reply*, which the client reports as
   :class:`~boardsync.errors.ConnectionFailed`.
@@ -30,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadRequest, InvalidResponse
+from ..errors import BadRequest, Captcha, InvalidResponse, RcError
 from ..models import KIND_FILTERS, Board, Member, is_board_code, is_stock_code
 
 #: A ``data.total`` above this is absurd (all A-shares are ~5,500; boards < 1,000).
@@ -50,6 +53,16 @@ class Page:
     total: int | None
     rows: tuple[dict[str, Any], ...]
     rc: int = 0
+
+
+#: Words of East Money's slider-captcha page (``emcaptcha``, "安全验证", "拖动...滑块"): an HTML
+#: page with one of them is a ban signal, any other HTML a garbled answer.
+CAPTCHA_MARKERS = ("captcha", "安全验证", "滑块")
+
+
+def _is_captcha(text: str) -> bool:
+    head = text[:4000].lower()
+    return any(marker in head for marker in CAPTCHA_MARKERS)
 
 
 def _invalid(message: str) -> InvalidResponse:
@@ -112,6 +125,8 @@ def parse_page(body: bytes) -> Page:
     if not text:
         raise _invalid("empty body")
     if text[0] == "<":
+        if _is_captcha(text):
+            raise Captcha(f"captcha page instead of JSON: {text[:60]!r}")
         raise _invalid(f"HTML instead of JSON: {text[:60]!r}")
     text = _strip_jsonp(text).strip()
     try:
@@ -129,7 +144,7 @@ def parse_page(body: bytes) -> Page:
     if data is None:
         return Page(total=None, rows=(), rc=rc)
     if rc != 0:
-        raise _invalid(f"rc={rc} with non-null data")
+        raise RcError(f"rc={rc} with non-null data")
     if not isinstance(data, dict):
         raise _invalid(f"data is a {type(data).__name__}, not an object")
     total = data.get("total")

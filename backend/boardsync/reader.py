@@ -1,0 +1,53 @@
+"""A worker's one read of the board directory, paced and retried like a page of a list.
+
+Why through a worker: the directory is read through the same proxies, pacing, breaker and
+failure policy as the lists (a request from an unpaced extra client would be the one that
+gets an IP banned), by the first lister before its list. Why it never fails the run: the
+directory is a second witness, not the source; without it the run goes on as before and its
+summary says why (:class:`~boardsync.outcomes.DirectoryRead` with ``entries`` None).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import BoardsyncError, Interrupted, QuotaExhausted, UpstreamError
+from .outcomes import DirectoryRead
+from .upstream import get_body, parse_directory
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+#: The pseudo-kind a lister is given to read the directory (before its lists).
+DIRECTORY = "directory"
+
+
+def read_directory(worker: Worker) -> DirectoryRead:
+    """Read and parse ``directory_url`` on ``worker``'s IP; failed pages are asked again while
+    the policy allows (a refusal or 404 is not), then given up."""
+    ctx = worker.ctx
+    url = ctx.settings.directory_url
+    failures = 0
+    while True:
+        try:
+            worker.pace(ctx.list_stop)
+            body = worker.send(lambda: get_body(worker.client, url, worker.slot))
+            entries = parse_directory(body)
+        except Interrupted:
+            return DirectoryRead(DIRECTORY, [], None, "stopped before the directory was read")
+        except QuotaExhausted as e:
+            return DirectoryRead(DIRECTORY, [], None, f"no IP to read it: {e}")
+        except UpstreamError as e:
+            failures += 1
+            if worker._page_failed(worker.client.blame(e, worker.slot), failures):
+                continue
+            logger.warning("Worker %d: board directory unreadable after %d attempts: %s (%s)",
+                           worker.index, failures, e.error_class, e)
+            return DirectoryRead(DIRECTORY, [], None, f"{e.error_class}: {str(e)[:200]}")
+        except BoardsyncError as e:
+            return DirectoryRead(DIRECTORY, [], None, f"{e.error_class}: {str(e)[:200]}")
+        logger.info("Worker %d: board directory: %d boards", worker.index, len(entries))
+        return DirectoryRead(DIRECTORY, [], dict(entries))
