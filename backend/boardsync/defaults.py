@@ -102,7 +102,8 @@ FIELDS: dict[str, Field] = {
     "page_retries": Field(int, 6, "attempts per page before the board goes back to the queue "
                           "(above the 4 resets in a row that rotate an IP, so a page that "
                           "made its IP rotate gets tries on the fresh one)"),
-    "pacing": Field(str, "fixed", "fixed: random delay in [min, max]; adaptive: AIMD per IP"),
+    "pacing": Field(str, "fixed", "fixed: random delay in [min, max]; adaptive: AIMD per IP; "
+                    "learn: the allowance is learned and stored (experimental, issue 14)"),
     "pacing_floor": Field(float, 0.5, "adaptive pacing: never space requests on one IP closer"),
     "pacing_burst": Field(float, 1.0, "adaptive pacing: requests a fresh IP may send back to "
                           "back (the upstream's burst minus one; 1 = none)"),

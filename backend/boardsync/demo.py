@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Settings
-from .sim import Simulator, load_scenario
+from .sim import Scenario, Simulator, load_scenario
 from .sim.hosts import short_name
 from .upstream import DEFAULT_UPSTREAMS
 
@@ -86,7 +86,7 @@ def endpoints_of(sim: Simulator, proxy: str = "api") -> dict[str, Any]:
 
 
 @contextmanager
-def simulated(settings: Settings, scenario: str, *, time_scale: float, seed: int,
+def simulated(settings: Settings, scenario: str | Scenario, *, time_scale: float, seed: int,
               proxy: str = "api", tls: bool | None = None) -> Iterator[tuple[Settings, Any]]:
     """Start the simulator and yield ``(settings pointed at it, simulator)``.
 
@@ -94,9 +94,10 @@ def simulated(settings: Settings, scenario: str, *, time_scale: float, seed: int
     simulator's own test CA through ``ca_bundle``, as it would against the real host.
     """
     use_tls = tls_available() if tls is None else tls
-    with Simulator(load_scenario(scenario), time_scale=time_scale, seed=seed,
+    loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    with Simulator(loaded, time_scale=time_scale, seed=seed,
                    tls=use_tls) as sim:
         endpoints = endpoints_of(sim, proxy)
-        logger.info("Simulator %s: upstream %s, time scale %s, seed %s", scenario,
+        logger.info("Simulator %s: upstream %s, time scale %s, seed %s", loaded.name,
                     sim.upstream_url, time_scale, seed)
         yield scaled(settings, time_scale, **endpoints), sim

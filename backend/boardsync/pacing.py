@@ -18,14 +18,32 @@ Two policies, one interface (:meth:`Pacer.delay`):
   grants: the spare token absorbs arrival jitter (requests sent a spacing apart can arrive a
   little closer together).
 
+* ``learn`` (the default) — the allowance is learned (:mod:`boardsync.allowance`): one
+  :class:`~boardsync.allowance.Learner` shared by every worker paces each identity the
+  upstream sees and learns from answers and bans; what it learned is stored in the database
+  (:func:`learner_for`) and the next run starts from it.
+
 Waits are computed here as pure numbers; the worker does the sleeping.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .allowance import PROBE_SHARE, Allowance, Learner, decayed
+from .store.allowance import AllowanceStore
+
+if TYPE_CHECKING:
+    from .clock import Clock
+    from .config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,27 +71,50 @@ class PacingConfig:
     jitter: float = 0.1
     burst: float = 1.0
 
+    @classmethod
+    def of(cls, settings: Settings) -> PacingConfig:
+        """The pacing knobs of ``settings``."""
+        return cls(mode=settings.pacing, delay_min=settings.req_delay_min,
+                   delay_max=settings.req_delay_max, floor=settings.pacing_floor,
+                   burst=settings.pacing_burst)
+
 
 class RateController:
-    """The shared AIMD estimate of the safe spacing between requests on one IP."""
+    """The shared AIMD estimate of the safe spacing between requests on one IP, or (mode
+    ``learn``) the shared :class:`~boardsync.allowance.Learner`."""
 
-    def __init__(self, config: PacingConfig) -> None:
+    def __init__(self, config: PacingConfig, learner: Learner | None = None) -> None:
         self.config = config
-        self.spacing = max(config.floor, config.delay_max)
+        self.learner = learner if config.mode == "learn" else None
+        self._spacing = max(config.floor, config.delay_max)
         self.bans = 0
         self._lock = threading.Lock()
+
+    @property
+    def spacing(self) -> float:
+        """Seconds between two requests of one identity, as paced now."""
+        if self.learner is not None:
+            return 1.0 / self.learner.current()[0]
+        return self._spacing
+
+    @spacing.setter
+    def spacing(self, value: float) -> None:
+        self._spacing = value
 
     def on_success(self) -> None:
         """Additive increase of the rate: spacing -= step, down to the floor."""
         with self._lock:
-            self.spacing = max(self.config.floor, self.spacing - self.config.step)
+            self._spacing = max(self.config.floor, self._spacing - self.config.step)
 
-    def on_ban(self) -> None:
-        """Multiplicative decrease of the rate: spacing *= backoff, up to 4x delay_max."""
+    def on_ban(self, key: str = "", now: float = 0.0) -> None:
+        """Multiplicative decrease of the rate: spacing *= backoff, up to 4x delay_max; the
+        learner (mode ``learn``) learns from identity ``key``'s history instead."""
+        if self.learner is not None:
+            self.learner.banned(key, now)
         with self._lock:
             self.bans += 1
             ceiling = max(self.config.floor, self.config.delay_max) * 4
-            self.spacing = min(ceiling, self.spacing * self.config.backoff)
+            self._spacing = min(ceiling, self._spacing * self.config.backoff)
 
 
 class Pacer:
@@ -121,3 +162,38 @@ class Pacer:
         """A fresh IP has no history: a full bucket, its first request may go at once."""
         self.last_start = None
         self.tokens = max(1.0, self.config.burst)
+
+
+def probe_budget(settings: Settings) -> int:
+    """Bans probing may cost: :data:`PROBE_SHARE` of the IPs the run may take (at least 1);
+    one identity shared by every worker (direct, tunnel) is one IP: a single probe ban."""
+    if settings.proxy in ("direct", "tunnel"):
+        return 1
+    return max(1, math.floor(PROBE_SHARE * settings.max_ips))
+
+
+def learner_for(settings: Settings, clock: Clock) -> Learner:
+    """The run's learner: the stored allowance of this upstream (decayed by its age) or the
+    start, saved back to the database at every change."""
+    upstream = urlsplit(settings.upstream_url).netloc or "push2.eastmoney.com"
+    store = AllowanceStore(settings.db_url, upstream)
+    start: Allowance | None = None
+    try:
+        found = store.load()
+    except Exception as e:  # noqa: BLE001 - a run without its memory still runs
+        logger.warning("Pacing: could not read the stored allowance: %s", e)
+        found = None
+    if found is not None:
+        stored = Allowance.from_json(found[0])
+        age = max(0.0, clock.wall().timestamp() - found[1])
+        start = decayed(stored, age)
+        logger.info("Pacing: starting from the allowance learned %.0f s ago: rate %.3g/s, "
+                    "burst %d, concurrency %d, windows %s", age, start.rate, start.burst,
+                    start.concurrency, start.windows or "none")
+
+    def save(a: Allowance) -> None:
+        store.save(a.to_json(), a.learned_at)
+
+    return Learner(start, probe_bans=probe_budget(settings),
+                   shared=settings.proxy in ("direct", "tunnel"),
+                   wall=lambda: clock.wall().timestamp(), save=save)

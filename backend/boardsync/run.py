@@ -36,7 +36,7 @@ from .metrics import RunMetrics
 from .mirror import attach
 from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying, Summary
 from .outcomes import RunStatus as S
-from .pacing import PacingConfig, RateController
+from .pacing import PacingConfig, RateController, learner_for
 from .proxy.factory import build_proxy_manager
 from .queue import LocalTaskQueue, TaskQueue
 from .redact import mask_url
@@ -92,13 +92,12 @@ class Run:
         self.tasks: TaskQueue = task_queue or LocalTaskQueue()
         self.outcomes: stdqueue.Queue[Outcome] = stdqueue.Queue()
         self.metrics = RunMetrics()
-        self.workers, self.workers_why = resolve_workers(settings)
+        self.pacing = PacingConfig.of(settings)
+        self.rate = RateController(self.pacing, learner_for(settings, clock)
+                                   if self.pacing.mode == "learn" else None)
+        self.workers, self.workers_why = resolve_workers(settings, self.rate.learner)
         self.proxies = build_proxy_manager(settings, clock=clock, workers=self.workers,
                                            rng=random.Random(self.rng.random()))
-        self.pacing = PacingConfig(mode=settings.pacing, delay_min=settings.req_delay_min,
-                                   delay_max=settings.req_delay_max, floor=settings.pacing_floor,
-                                   burst=settings.pacing_burst)
-        self.rate = RateController(self.pacing)
         self.breaker = CircuitBreaker(settings.breaker_ips, settings.breaker_cooldown,
                                       clock=clock)
         self.pool = build_pool(settings, clock=clock)  # the lanes every worker's client shares

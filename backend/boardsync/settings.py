@@ -47,7 +47,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
 _POSITIVE = ("ip_ttl", "connect_timeout", "read_timeout")
 #: String keys with a fixed set of values.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "pacing": ("fixed", "adaptive"),
+    "pacing": ("learn", "fixed", "adaptive"),
     "board_order": ("largest", "listed"),
     "progress": ("auto", "bar", "log", "none"),
     "proxy": ("direct", "static", "api", "tunnel"),

@@ -9,10 +9,24 @@ provider's rate and the IP lifetime. Written once here, a run and ``boardsync sy
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import Settings
+
+
+class Learned(Protocol):
+    """What sizing reads of the learned allowance (:class:`boardsync.allowance.Learner`)."""
+
+    def current(self) -> tuple[float, float, int]: ...
+
+    def per_life(self, life_s: float) -> float: ...
+
+
+#: Requests one sync is taken to need before its lists are read: the reference market's
+#: 905 pages plus its faults' retries. A bigger market only makes the first IPs' life the
+#: shorter part of the run; the crew's IP thrift stops extra workers at the end.
+DEMAND_GUESS = 1000
 
 #: Workers for ``proxy = direct``: every request leaves from this host's one IP, so each
 #: extra worker adds to the request rate that one identity shows the upstream.
@@ -72,7 +86,41 @@ def workers_auto(provider_qps: float, ip_ttl_s: float, safety: float = DEFAULT_S
     )
 
 
-def resolve_workers(settings: Settings) -> tuple[int, str]:
+def workers_learned(settings: Settings, learned: Learned) -> tuple[int, str]:
+    """Workers from the learned allowance and the provider's supply (pacing ``learn``).
+
+    One identity shared by every worker (direct, tunnel): twice the concurrency learned (at
+    least 2, at most :data:`DEFAULT_WORKERS_UNPACED` x 2) -- the extra workers wait, and let a
+    concurrency probe be tried. Bought IPs: IPs needed = demand / per-IP allowance, where the
+    demand is :data:`DEMAND_GUESS` requests within one IP life and the per-IP allowance is
+    what the learned rule admits in ``ip_ttl``; at most what the provider can keep in use
+    (Little's law, ``extract_batch / extract_interval`` IPs a second times ``ip_ttl``, no
+    safety factor: the learner, not a margin, keeps IPs alive) and :data:`MAX_WORKERS_AUTO`.
+    Example: 1.0/s, burst 5, 60 s -> 65 per IP; 1000 / 65 -> 16 workers.
+    """
+    rate, burst, conc = learned.current()
+    if settings.proxy in ("direct", "tunnel"):
+        n = min(2 * DEFAULT_WORKERS_UNPACED, max(2, 2 * conc))
+        return n, (f"{n} workers: one identity ({settings.proxy}) shared by all; the learned "
+                   f"allowance lets {conc} request(s) be in flight, so {n} workers keep it "
+                   f"busy and the others wait (they are never sent beyond it)")
+    ttl = settings.ip_ttl
+    per_ip = max(1.0, learned.per_life(ttl))
+    needed = math.ceil(DEMAND_GUESS / per_ip)
+    interval = settings.extract_interval
+    supply = settings.extract_batch / interval if interval > 0 else DEFAULT_QPS_UNSPACED
+    little = max(1, math.floor(supply * ttl))
+    n = max(1, min(needed, little, MAX_WORKERS_AUTO))
+    return n, (
+        f"{n} workers: the learned allowance admits {rate:.3g} req/s with a burst of "
+        f"{burst:g} per IP, so one IP serves about {per_ip:.0f} requests in its {ttl:g} s; "
+        f"IPs needed = {DEMAND_GUESS} requests / {per_ip:.0f} per IP = {needed}; the provider "
+        f"keeps at most {supply:.3g} IPs/s x {ttl:g} s = {little} in use; at most "
+        f"{MAX_WORKERS_AUTO}. Each extraction call asks for the IPs awaited (at most "
+        f"{settings.extract_batch}), never closer than {interval:g} s apart.")
+
+
+def resolve_workers(settings: Settings, learned: Learned | None = None) -> tuple[int, str]:
     """The worker count and why: configured, a fixed pool, or Little's law for bought IPs.
 
     ``workers > 0`` is used as given. ``workers = 0`` (auto): :data:`DEFAULT_WORKERS_DIRECT`
@@ -85,6 +133,8 @@ def resolve_workers(settings: Settings) -> tuple[int, str]:
     """
     if settings.workers > 0:
         return settings.workers, f"{settings.workers} workers (configured)"
+    if learned is not None and settings.proxy != "static":
+        return workers_learned(settings, learned)
     if settings.proxy in ("direct", "tunnel", "static"):
         n = DEFAULT_WORKERS_DIRECT if settings.proxy == "direct" else DEFAULT_WORKERS_UNPACED
         return n, (

@@ -40,6 +40,7 @@ from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Re
 from .pacing import Pacer, PacingConfig, RateController
 from .policy import Decision, RetryBudget, Streak, Verdict, after_failure, classify
 from .proxy import Proxy, ProxyManager
+from .proxy.slot import ProxySlot
 from .queue import Task, TaskQueue
 from .reader import DIRECTORY, read_directory
 from .upstream import (
@@ -56,54 +57,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=HasCode)
 R = TypeVar("R")
-
-
-class ProxySlot:
-    """A worker's current IP, swapped when it expires or is evicted.
-
-    The client reads ``key``/``url`` at each request, so a long board keeps paging on a fresh
-    IP when the old one's TTL runs out mid-board instead of failing and starting over.
-    """
-
-    def __init__(self, proxies: ProxyManager) -> None:
-        self._proxies = proxies
-        self.current: Proxy | None = None
-
-    @property
-    def key(self) -> str:
-        return self.current.key if self.current else "none"
-
-    @property
-    def url(self) -> str | None:
-        return self.current.url if self.current else None
-
-    @property
-    def live(self) -> bool:
-        """True while the IP held has not expired (read by other threads too: one attribute
-        read, at worst a step stale)."""
-        current = self.current
-        return current is not None and self._proxies.is_alive(current)
-
-    def ensure(self, stop: threading.Event | None = None) -> Proxy:
-        """Make sure a live proxy is held; may block on the extraction bucket or raise quota."""
-        if self.current is not None and not self.live:
-            self._proxies.release(self.current)
-            self.current = None
-        if self.current is None:
-            self.current = self._proxies.acquire(stop_event=stop)
-        return self.current
-
-    def fail(self, reason: str) -> None:
-        """Evict the current IP (it will never be handed out again)."""
-        if self.current is not None:
-            self._proxies.mark_failed(self.current, reason)
-            self.current = None
-
-    def drop(self) -> None:
-        """Give the IP back at the end (counts as expired/released, never reused)."""
-        if self.current is not None:
-            self._proxies.release(self.current)
-            self.current = None
 
 
 @dataclass(frozen=True)
@@ -217,8 +170,13 @@ class Worker:
             self._ip = current
             self.streak.reset()
             self.pacer.new_ip()
-        self._wait(self.pacer.delay(clock.now()), stop)
-        self.pacer.started(clock.now())
+        learner = self.ctx.rate.learner
+        if learner is None:
+            self._wait(self.pacer.delay(clock.now()), stop)
+            self.pacer.started(clock.now())
+            return
+        while (wait := learner.reserve(current.key, clock.now())) > 0:
+            self._wait(wait, stop)  # the identity's allowance, shared with its other workers
 
     def _should_retire(self) -> bool:
         """True when this worker's IP is gone and the work waiting is not worth a new one."""
@@ -231,14 +189,18 @@ class Worker:
     def send(self, request: Callable[[], R]) -> R:
         """One request, timed; a success resets the IP's streak and closes the breaker."""
         ctx = self.ctx
-        started = ctx.clock.now()
+        started, key, learner = ctx.clock.now(), self.slot.key, ctx.rate.learner
         try:
             page = request()
         except BaseException as e:
             ctx.metrics.on_request(ctx.clock.now() - started,
                                    getattr(e, "error_class", None) or "unexpected")
+            if learner is not None:
+                learner.failed(key, ctx.clock.now())
             raise
         ctx.metrics.on_request(ctx.clock.now() - started, None)
+        if learner is not None:
+            learner.answered(key, ctx.clock.now())
         self._pages_ok += 1
         self.streak.reset()
         ctx.breaker.record_success()
@@ -302,7 +264,7 @@ class Worker:
             logger.log(decision.log_level, "Worker %d: evicting %s after %s (%s)", self.index,
                        key, error_class, exc)
             if decision.ban_signal:
-                self.ctx.rate.on_ban()
+                self.ctx.rate.on_ban(key, self.ctx.clock.now())
             self.slot.fail(error_class)
         # the route's failure (the upstream pool moves to another lane) is not the board's
         return verdict in (Verdict.OUTAGE, Verdict.ROUTE)
