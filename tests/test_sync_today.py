@@ -135,3 +135,14 @@ def revamp_day(sim: Simulator, db_url: str, tmp_path: Path) -> None:
         assert levels_in_db(db_url)[revamped[old]] == ("industry", 3, True)
     finally:
         store.dispose()
+
+
+def test_an_unreadable_directory_does_not_fail_the_run(sim: Simulator, sqlite_url: str,
+                                                       tmp_path: Path) -> None:
+    codes = tuple(sorted(b.code for b in sim.boards())[:3])
+    s = settings_for(sim, sqlite_url, tmp_path, boards=codes)
+    summary = Run(s.replace(directory_url=sim.directory_url + ".missing")).run()
+    assert summary.status == "ok" and summary.ok == 3
+    assert summary.directory["read"] is False and "http_status" in summary.directory["reason"]
+    assert sim.counters()["requests_by_route"].get("quote/directory", 0) <= 1  # a 404 once
+    assert_db_equals_truth(sqlite_url, {c: sim.truth()[c] for c in codes})

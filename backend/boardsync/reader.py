@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .errors import BoardsyncError, Interrupted, QuotaExhausted, UpstreamError
 from .outcomes import DirectoryRead
+from .policy import classify
 from .upstream import get_body, parse_directory
 
 if TYPE_CHECKING:
@@ -23,11 +24,16 @@ logger = logging.getLogger(__name__)
 
 #: The pseudo-kind a lister is given to read the directory (before its lists).
 DIRECTORY = "directory"
+#: Requests spent on the directory at most. Its failures are not held against the IP nor
+#: counted by the breaker: the file is served by another host (a CDN) than the lists, so a
+#: refusal there says nothing about the IP's standing on push2, and burning IPs or opening
+#: the breaker over a second witness would cost the run what the witness is meant to save.
+ATTEMPTS = 2
 
 
 def read_directory(worker: Worker) -> DirectoryRead:
-    """Read and parse ``directory_url`` on ``worker``'s IP; failed pages are asked again while
-    the policy allows (a refusal or 404 is not), then given up."""
+    """Read and parse ``directory_url`` on ``worker``'s IP, up to :data:`ATTEMPTS` times when
+    the failure is one the policy retries (a 404 is not), then give up."""
     ctx = worker.ctx
     url = ctx.settings.directory_url
     failures = 0
@@ -42,7 +48,7 @@ def read_directory(worker: Worker) -> DirectoryRead:
             return DirectoryRead(DIRECTORY, [], None, f"no IP to read it: {e}")
         except UpstreamError as e:
             failures += 1
-            if worker._page_failed(worker.client.blame(e, worker.slot), failures):
+            if failures < ATTEMPTS and classify(e)[1].retry:
                 continue
             logger.warning("Worker %d: board directory unreadable after %d attempts: %s (%s)",
                            worker.index, failures, e.error_class, e)
