@@ -17,7 +17,7 @@ import click
 
 from .. import __version__
 from ..config import PRESETS
-from . import audit, daemon, db, sim, sync
+from . import audit, daemon, db, probe, sim, sync
 from .common import setup_logging
 from .exitcodes import (
     EXIT_INTERNAL,
@@ -101,7 +101,7 @@ def cli(ctx: click.Context, config: str | None, preset: str | None, log_level: s
     ctx.obj.update(config=config, preset=preset)
 
 
-for _command in (sync.sync, db.db, sim.sim, daemon.daemon, *audit.COMMANDS):
+for _command in (sync.sync, db.db, sim.sim, daemon.daemon, probe.probe, *audit.COMMANDS):
     cli.add_command(_command)
 
 

@@ -74,7 +74,13 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--db", "db_url", help="Database URL (SQLAlchemy). [env BOARDSYNC_DB_URL]"),
         click.option("--state", "state_path", help="State file path."),
-        click.option("--upstream-url", help="East Money base URL (https://push2.eastmoney.com)."),
+        click.option("--upstreams", help="Comma list of clist endpoint URLs (host and route "
+                     "path), best first; the default is the 2026 pool (README)."),
+        click.option("--upstream-url", help="One endpoint instead of the pool (a one-entry "
+                     "pool; a base URL gets /api/qt/clist/get)."),
+        click.option("--transport", type=click.Choice(CHOICES["transport"]),
+                     help="requests, browser (curl_cffi, the boardsync[browser] extra) or auto "
+                     "(requests until a route refuses it, then the browser there)."),
         click.option("--ca-bundle", help="PEM file of CA certificates to verify the upstream's "
                      "HTTPS against ('' = certifi's roots)."),
         click.option("--force/--no-force", default=None,

@@ -52,7 +52,8 @@ def sync(obj: dict[str, Any], sim_scenario: str | None, sim_time_scale: float, s
 
     \b
     Exit codes: 0 ok, 1 partial, 2 bad config/usage, 3 nothing to do,
-                4 locked by another run, 5 interrupted (resumable), 70 internal error.
+                4 locked by another run, 5 interrupted (resumable), 6 every upstream
+                route refused (a new IP would not help), 70 internal error.
     """
     settings = load_cli_settings(obj, flags)
     if (warning := implausible_workers(settings)) is not None:
