@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install boardsync with its dev tools
 
-demo: $(STAMP) ## Sync the whole reference market from the bundled simulator into SQLite
-	$(BIN)/boardsync --log-level WARNING sync --sim reference --force --db sqlite:///data/demo.db
+demo: $(STAMP) ## Sync today's whole simulated market (1,031 boards) into SQLite, about a minute
+	$(BIN)/boardsync --log-level WARNING sync --sim today --force --db sqlite:///data/demo.db
 
 test: $(STAMP) ## Run the test suite (PostgreSQL tests need BOARDSYNC_TEST_PG_URL or skip)
 	$(BIN)/python -m pytest

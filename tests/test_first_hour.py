@@ -23,7 +23,7 @@ from boardsync.cli import EXIT_USAGE, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SMALL = "--kinds industry --boards BK0475 --sim-time-scale 0.01 --progress none"
+SMALL = "--kinds industry --boards BK1220 --sim-time-scale 0.01 --progress none"
 
 
 def _block_after(text: str, marker: str) -> list[str]:
@@ -61,8 +61,8 @@ def test_the_quick_start_flows_into_every_audit_command(tmp_path: Path) -> None:
         out, err = ((tmp_path / f"{name}{i}").read_text() for name in ("out", "err"))
         assert (tmp_path / f"rc{i}").read_text().strip() == "0", (line, out, err)
         assert out.strip() and "error" not in err, (line, out, err)
-        if "stock 000008" in line:
-            assert "BK0475" in out
+        if "stock 000226" in line:
+            assert "BK1220" in out
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[click.Command]:
@@ -112,7 +112,7 @@ def test_state_show_takes_format_json_and_the_old_json_flag(tmp_path: Path) -> N
 
 
 def test_explain_workers_under_sim_is_what_the_run_uses(tmp_path: Path) -> None:
-    base = ["sync", "--sim", "reference", "--workers", "auto", "--db",
+    base = ["sync", "--sim", "today", "--workers", "auto", "--db",
             f"sqlite:///{tmp_path / 'b.db'}", "--state", str(tmp_path / "s.json"),
             *SMALL.split()]
     told = CliRunner().invoke(cli, [*base, "--explain-workers"], catch_exceptions=False)
