@@ -166,4 +166,35 @@ def format_summary(summary: Any) -> str:
         lines.append("  failed      " + ", ".join(s.failed_boards[:20]))
     if s.suspicious_boards:
         lines.append("  suspicious  " + ", ".join(s.suspicious_boards[:20]))
-    return "\n".join(lines)
+    return "\n".join(lines + _witness_lines(s))
+
+
+def _codes(codes: list[str], limit: int = 10) -> str:
+    return ", ".join(codes[:limit]) + (f" ... ({len(codes)})" if len(codes) > limit else "")
+
+
+def _witness_lines(s: Any) -> list[str]:
+    """What the board directory said against the lists, what was held back, what was
+    re-coded, and which boards have no quote: the lines that explain a count that differs."""
+    lines: list[str] = []
+    directory = getattr(s, "directory", None) or {}
+    if directory.get("read") is False:
+        lines.append(f"  directory   not read: {directory.get('reason') or 'unknown reason'}")
+    for kind, row in (directory.get("kinds") or {}).items():
+        extra = [f"only in the directory: {_codes(row['only_directory'])}"
+                 if row["only_directory"] else "",
+                 f"only listed: {_codes(row['only_listed'])}" if row["only_listed"] else ""]
+        lines.append(f"  directory   {kind}: {row['directory']} in the directory, "
+                     f"{row['listed']} listed" + "".join(f"; {e}" for e in extra if e))
+    for kind, held in (getattr(s, "lists_held_back", None) or {}).items():
+        lines.append(f"  held back   the {kind} list has {held['listed']} boards against "
+                     f"{held['last_good']} last time: {len(held['kept'])} deletions not "
+                     "applied (--accept-shrink applies them)")
+    for group, change in (getattr(s, "revamped", None) or {}).items():
+        lines.append(f"  revamped    {group}: {len(change['ended'])} codes ended, "
+                     f"{len(change['started'])} started")
+    unquoted = getattr(s, "unquoted_boards", None) or []
+    if unquoted:
+        lines.append(f"  no quote    {_codes(unquoted)} (listed by the directory; members "
+                     "answer rc 100)")
+    return lines
