@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 @click.command(short_help="Sync board lists and every board's members into the database.")
 @settings_options
 @click.option("--sim", "sim_scenario", metavar="SCENARIO",
-              help="Sync from the bundled simulator (reference, clean, hostile or a .toml).")
+              help="Sync from the bundled simulator (reference, clean, hostile, today or a "
+                   ".toml).")
 @click.option("--sim-time-scale", type=float, default=0.05, show_default=True,
               help="Simulator time scale; client durations are scaled the same way.")
 @click.option("--sim-seed", type=int, default=7, show_default=True, help="Simulator seed.")
