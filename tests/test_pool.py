@@ -94,18 +94,25 @@ def test_a_fresh_ip_closed_on_blames_the_route_and_tries_the_next() -> None:
     assert type(p.failed(a, "ip2", ConnectionFailed("x"))) is ConnectionFailed
 
 
-def test_three_fresh_ips_refused_make_the_lane_refused_a_success_between_clears() -> None:
+def test_three_fresh_ips_refused_make_the_lane_refused() -> None:
     p = pool(A, W)
     a, w = p.lanes
     p.failed(a, "ip1", ConnectionFailed("x"))
+    p.failed(a, "ip1", ConnectionFailed("x"))  # the same IP twice is one witness
     p.failed(a, "ip2", ConnectionFailed("x"))
-    p.succeeded(a, "ip9")  # noise: the lane answers, the witnesses are gone
-    for ip in ("ip3", "ip4"):
-        p.failed(a, ip, ConnectionFailed("x"))
     assert p.health[a].state == "ok"
-    p.failed(a, "ip5", ConnectionFailed("x"))
+    p.failed(a, "ip3", ConnectionFailed("x"))
     assert p.health[a].state == "refused" and p.fatal is None
     assert all(p.choose(f"ip{i}") is w for i in range(10))
+
+
+def test_a_lane_that_answered_is_never_refused_an_outage_is_the_breakers() -> None:
+    p = pool(A, W)
+    a = p.lanes[0]
+    p.succeeded(a, "ip0")
+    for ip in ("ip1", "ip2", "ip3", "ip4"):
+        p.failed(a, ip, ConnectionFailed("reset"))
+    assert p.health[a].state == "ok" and p.fatal is None
 
 
 def test_auto_tries_the_browser_on_the_same_route_before_the_next() -> None:

@@ -14,9 +14,10 @@ Telling a refusal from a dead IP (the heart of it): an IP with no success yet in
 so the lane, not the IP, is blamed: the IP is kept and the page asked on the next lane
 (:class:`~boardsync.errors.Refused`); with ``transport = auto`` the next lane is the same
 route through the browser transport, where installed, then the next route. A lane on which
-``witnesses`` distinct fresh IPs failed that way, with no success between, is *refused*
-for the run: three, because one such failure is within the field's noise (about 7 % of
-requests reset) and three independent ones in a row happen about once in 3,000 (the same
+``witnesses`` distinct fresh IPs failed that way, and which never answered in this run (one
+that did is in an outage, the breaker's business), is *refused* for the run: three, because
+one such failure is within the field's noise (about 7 % of requests reset) and three
+independent ones in a row happen about once in 3,000 (the same
 arithmetic as the policy's streak; hoxit's diary saw requests fail 0/3 where a browser got
 3/3). A fresh IP that failed on every lane is let go (the policy's usual streak), since the
 IP itself may be the one refused (a datacenter or non-mainland exit). When no lane is left
@@ -256,7 +257,9 @@ class Pool:
         h = self.health[lane]
         h.witnesses.add(identity)
         self._tried.setdefault(identity, set()).add(lane)
-        if len(h.witnesses) >= self.witnesses:
+        # A lane that answered in this run is not refusing this client: its fresh IPs being
+        # closed on now is an outage (the breaker's) or noise, never a reason to end the run.
+        if len(h.witnesses) >= self.witnesses and not h.ok:
             h.state = REFUSED
             h.why = f"{len(h.witnesses)} fresh IPs closed on before any answer"
             logger.warning("Upstream pool: %s refuses this client: %s", lane.name, h.why)
