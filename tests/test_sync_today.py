@@ -3,6 +3,7 @@ list that loses 40 % of its boards, and the revamp day; real sockets, real datab
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,36 @@ def test_an_unreadable_directory_does_not_fail_the_run(sim: Simulator, sqlite_ur
     assert summary.directory["read"] is False and "http_status" in summary.directory["reason"]
     assert sim.counters()["requests_by_route"].get("quote/directory", 0) <= 1  # a 404 once
     assert_db_equals_truth(sqlite_url, {c: sim.truth()[c] for c in codes})
+
+
+def test_default_settings_over_https_through_the_gateway_sync_today_exactly(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """The issue's first Done-when line: the real default pool, transports, pacing and
+    faults of `today` (push2/api refuses Python's fingerprint, 17.push2 answers a third),
+    proxy IPs through the gateway over HTTPS; then the audit's --kind/--level views."""
+    from click.testing import CliRunner
+
+    from boardsync.cli import cli
+    from boardsync.demo import simulated
+
+    base = load_settings({"db_url": sqlite_url, "state_path": str(tmp_path / "s.json"),
+                          "progress": "none", "force": True}, env={}, config_path=None)
+    with simulated(base, "today", time_scale=SCALE, seed=7, tls=True) as (settings, s):
+        assert settings.ca_bundle and s.tls
+        summary = Run(settings).run()
+        truth, market = s.truth(), s.state.market
+        counters = s.counters()
+    assert summary.status == "ok", summary
+    assert_db_equals_truth(sqlite_url, truth)
+    stored = levels_in_db(sqlite_url)
+    assert all(stored[c][1] == market.level_of(c) for c in truth if stored[c][0] == "industry")
+    assert counters["gateway_tunnels"] > 0 and "127.0.0.1" not in counters["requests_by_identity"]
+    runner = CliRunner()
+    level3 = runner.invoke(cli, ["boards", "--db", sqlite_url, "--kind", "industry",
+                                 "--level", "3", "--format", "json"], catch_exceptions=False)
+    rows = json.loads(level3.output)
+    assert level3.exit_code == 0 and len(rows) == 337 + 1  # BK1362: level 3, no quote
+    assert {r["level"] for r in rows} == {3} and [r["code"] for r in rows
+                                              if r["quoted"] is False] == ["BK1362"]
+    bad = runner.invoke(cli, ["boards", "--db", sqlite_url, "--level", "4"])
+    assert bad.exit_code == 2 and "--level must be 1, 2 or 3" in bad.output

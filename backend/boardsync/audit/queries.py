@@ -15,8 +15,8 @@ from ..report import iso
 from ..store import RunRecord, Store
 from .inputs import check_board_code, check_stock_code
 
-BOARD_COLUMNS = ("code", "name", "kind", "members", "checksum", "last_run_id", "synced_at",
-                 "first_seen_at", "last_seen_at", "deleted_at")
+BOARD_COLUMNS = ("code", "name", "kind", "level", "quoted", "members", "checksum",
+                 "last_run_id", "synced_at", "first_seen_at", "last_seen_at", "deleted_at")
 MEMBER_COLUMNS = ("board_code", "stock_code", "stock_name", "market")
 CHANGE_COLUMNS = ("at", "run_id", "board_code", "event", "stock_code", "stock_name")
 STOCK_COLUMNS = ("stock_code", "board_code", "board_name", "kind", "since", "until", "current")
@@ -26,13 +26,20 @@ RUN_COLUMNS = ("id", "mode", "status", "started_at", "finished_at", "duration_s"
                "boards_failed", "rows_written", "joined", "left", "ips_used", "errors")
 
 
-def board_rows(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
-    """Every board ever seen (deleted ones have ``deleted_at``), sorted by code."""
-    return [{"code": r.code, "name": r.name, "kind": r.kind, "members": r.member_count,
+def board_rows(store: Store, kind: str | None = None,
+               level: int | None = None) -> list[dict[str, Any]]:
+    """Every board ever seen (deleted ones have ``deleted_at``), sorted by code; ``level``
+    keeps the industry boards of that level (1-3). ``quoted`` False: the directory lists the
+    board but its members answer "no quote"; empty when unknown (no directory read yet)."""
+    if level is not None and not 1 <= level <= 3:
+        raise ConfigError(f"--level must be 1, 2 or 3 (an industry level), got {level}",
+                          "level")
+    return [{"code": r.code, "name": r.name, "kind": r.kind, "level": r.level,
+             "quoted": r.quoted, "members": r.member_count,
              "checksum": r.checksum, "last_run_id": r.last_run_id,
              "synced_at": r.synced_at, "first_seen_at": r.first_seen_at,
              "last_seen_at": r.last_seen_at, "deleted_at": r.deleted_at}
-            for r in store.board_list(kind)]
+            for r in store.board_list(kind) if level is None or r.level == level]
 
 
 def _known_board(store: Store, code: str) -> None:

@@ -91,17 +91,19 @@ def _echo_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str | 
 @click.command("boards")
 @click.option("--kind", type=click.Choice(KINDS),
               help="Only boards of this kind.")
+@click.option("--level", type=int, help="Only industry boards of this level (1, 2 or 3).")
 @_format_opt
 @_db_opt
 @click.pass_obj
-def boards_cmd(obj: dict[str, Any], kind: str | None, fmt: str | None,
+def boards_cmd(obj: dict[str, Any], kind: str | None, level: int | None, fmt: str | None,
                db_url: str | None) -> None:
-    """List the boards in the database: name, kind, members, checksum, last sync.
+    """List the boards in the database: name, kind, level, members, checksum, last sync.
 
-    Deleted boards are listed too, with their deleted_at time.
+    Deleted boards are listed too, with their deleted_at time. Examples:
+    `boardsync boards --kind industry --level 3`, `boardsync boards --format csv`.
     """
     with _store(obj, db_url) as store, _errors():
-        _echo_rows(audit.board_rows(store, kind), audit.BOARD_COLUMNS, fmt)
+        _echo_rows(audit.board_rows(store, kind, level), audit.BOARD_COLUMNS, fmt)
 
 
 @click.command("members", short_help="List a board's members, now or --as-of a past date.")
