@@ -68,6 +68,8 @@ class BoardInfo:
     first_seen_at: datetime
     last_seen_at: datetime
     deleted_at: datetime | None
+    level: int | None = None  # an industry board's level, 1-3
+    quoted: bool | None = None  # False: the directory lists it, its members answer "no quote"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +159,10 @@ class Boardsync:
         """Release the database connections."""
         self.store.dispose()
 
-    def boards(self, kind: str | None = None) -> Rows[BoardInfo]:
-        """Every board ever seen (deleted ones too), by code; ``kind`` filters."""
-        return Rows(BoardInfo(**r) for r in audit.board_rows(self.store, kind))
+    def boards(self, kind: str | None = None, level: int | None = None) -> Rows[BoardInfo]:
+        """Every board ever seen (deleted ones too), by code; ``kind`` and ``level`` (an
+        industry level, 1-3) filter."""
+        return Rows(BoardInfo(**r) for r in audit.board_rows(self.store, kind, level))
 
     def members(self, code: str, as_of: Moment | None = None) -> Rows[Member]:
         """Board ``code``'s members now, or at ``as_of`` (a date: the end of that day, UTC)."""
