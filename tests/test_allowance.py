@@ -12,6 +12,7 @@ from collections import deque
 import pytest
 
 from boardsync.allowance import Allowance, Learner, decayed, next_probe, wait_for
+from boardsync.evidence import burst_shown, rate_shown
 from boardsync.store.allowance import AllowanceStore
 
 
@@ -51,6 +52,7 @@ def drive(learner: Learner, rule_of, *, requests: int, latency: float = 0.1,
     while done < requests:
         key = f"ip{ip}"
         if t - born >= life:
+            learner.released(key)
             ip, born, rule = ip + 1, t, rule_of()
             continue
         wait = learner.reserve(key, t)
@@ -162,3 +164,73 @@ def test_the_allowance_survives_a_restart(tmp_path) -> None:
     assert found is not None
     assert Allowance.from_json(found[0]) == saved and found[1] == 1000.0
     assert AllowanceStore(url, "other").load() is None
+
+
+def test_rate_shown_is_a_lower_bound_from_one_history() -> None:
+    """k admitted over d seconds with at most B of them the burst's: (k - B) / d."""
+    assert rate_shown(61, 60.0, 11) == pytest.approx(50 / 60)
+    assert rate_shown(10, 5.0, 11) == 0.0  # all of it could have been the burst
+    assert rate_shown(5, 0.0, 1) == 0.0
+
+
+def test_burst_shown_takes_the_refill_off_a_sequential_burst() -> None:
+    """8 requests one after another over 2.8 s at a refill of at most 1.09/s show 5, not 8."""
+    assert burst_shown(8, 2.8, 1.09) == 5
+    assert burst_shown(8, 0.0, 1.09) == 8
+    assert burst_shown(3, 1.0, 0.0) == 0  # no upper bound on the rate: nothing shown
+
+
+def test_only_one_identity_runs_above_the_proven_allowance() -> None:
+    """A probe is carried by one fresh identity; every other one is paced at proven values,
+    so a probe that is too fast costs one IP, not one per worker."""
+    learner = Learner(Allowance(rate=1.0), probe_bans=5)
+    assert learner.probe == "rate" and learner.value == 2.0
+    for key in ("a", "b", "c"):
+        assert learner.reserve(key, 0.0) == 0.0
+        learner.answered(key, 0.1)
+    assert learner.prober == "a"
+    assert learner.reserve("a", 0.5) == 0.0  # at the probe's 2/s
+    assert learner.reserve("b", 0.5) > 0  # at the proven 1/s
+    learner.released("a")  # its IP expired: the next fresh identity carries the probe
+    assert learner.prober is None
+    learner.reserve("d", 1.0)
+    assert learner.prober == "d"
+
+
+def test_a_ban_off_the_prober_does_not_refute_the_probe() -> None:
+    learner = Learner(Allowance(rate=1.0, burst=2), probe_bans=5)
+    learner.reserve("a", 0.0)  # the prober
+    learner.reserve("b", 0.0)
+    learner.answered("b", 0.1)
+    learner.failed("b", 0.2)
+    learner.banned("b", 0.2)  # within the proven burst: the burst, not the probed rate
+    assert learner.allowance.rate_refuted == 0.0
+    assert learner.allowance.burst == 1 and learner.spent == 0
+
+
+def test_the_rate_rises_with_the_probers_history_and_the_probe_follows() -> None:
+    """A prober paced at 2/s for about 60 s without a ban shows (121 - 11) / 60 = 1.83/s,
+    within 10 % of the probe: the proven rate rises to it, the next prober probes from there."""
+    learner = Learner(Allowance(rate=1.0), probe_bans=5)
+    t = 0.0
+    while (t == 0.0 or learner.prober == "a") and t < 120.0:  # until the probe is shown
+        assert learner.reserve("a", t) == 0.0
+        learner.answered("a", t + 0.05)
+        t += 0.5
+    assert 2.0 / 1.1 <= learner.allowance.rate <= (121 - 11) / 60.0
+    assert 55.0 <= t <= 62.0  # (k - 11) / d >= 2 / 1.1 takes d of about 58 s
+    learner.released("a")
+    learner.reserve("b", 61.0)
+    assert learner.prober == "b" and learner.value == pytest.approx(2 * learner.allowance.rate)
+
+
+def test_a_sequential_burst_is_proven_only_as_far_as_the_refill_allows() -> None:
+    """Burst 8 spent one request after another at 0.4 s each, the rate refuted at 1.09/s:
+    5 shown (the refill helped), so the burst is 5 and not probed past it."""
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.09, burst=4), probe_bans=5)
+    assert learner.probe == "burst" and learner.value == 8
+    for i in range(8):
+        t = 0.4 * i
+        assert learner.reserve("a", t) == 0.0
+        learner.answered("a", t + 0.35)
+    assert learner.allowance.burst == 5 and learner.allowance.burst_refuted == 6

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "schedule", "atomic"}),
     ("store", {"store", "state", "mirror"}),
     ("judgement", {"validate", "plan", "policy", "pacing", "allowance", "breaker", "queue",
-                   "witness"}),
+                   "witness", "evidence"}),
     ("io", {"upstream", "proxy"}),
     ("crew", {"crew"}),
     ("worker", {"worker", "reader"}),

@@ -10,13 +10,13 @@ The model (docs/BENCHMARKS.md, "The learner"): per identity a token bucket of ``
 requests refilled at ``rate`` per second, any learned windows (at most N per W seconds) and at
 most ``concurrency`` requests in flight. Each number has a proven value (admitted without a
 ban) and, once a ban refuted a larger one, a refuted value. **One number is probed at a
-time**: only it runs above its proven value, so a ban during its probe refutes it and nothing
-else. A probe doubles the proven value until the first refusal, then bisects between proven
-and refuted, and stops within 10 % (rate) or one request (burst, concurrency). Probing stops
-for good once ``probe_bans`` bans were spent on it (the run's budget: 5 % of its IPs). A ban
-while nothing is probed exceeded a limit the model does not have: it becomes a window of the
-count the identity had reached over twice the span it took, and the last accepted step of
-the rate is withdrawn.
+time**, by **one identity at a time** (the prober, a fresh one): only it runs above the
+proven values, so a ban during its probe refutes it and costs one IP. A probe doubles the
+proven value until the first refusal, then bisects between proven
+and refuted, and stops within 10 % (rate) or one request (burst, concurrency). Evidence is the
+prober's whole history (:mod:`boardsync.evidence`). Probing stops once ``probe_bans`` bans
+were spent on it (5 % of the run's IPs). A ban on an identity paced at proven values exceeded
+a limit the model lacks: a window, or the rate is withdrawn.
 
 Waits are pure numbers (:func:`wait_for`); the worker sleeps them.
 """
@@ -27,24 +27,31 @@ import dataclasses
 import logging
 import math
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from .evidence import (
+    BANNED_RETRY_MAX_S,
+    BANNED_RETRY_S,
+    RATE_PRECISION,
+    Identity,
+    burst_shown,
+    next_probe,
+    rate_shown,
+    wait_for,
+)
 
 logger = logging.getLogger(__name__)
 
 #: A learner with no stored allowance starts at one request per 2 s (the reference script's
-#: slowest delay, the pace its users ran unbanned), no burst, one in flight.
+#: slowest delay, the pace its users ran unbanned), no burst, one in flight; a run starts at
+#: one per ``req_delay_max`` (:func:`boardsync.pacing.learner_for`), which is scaled with the
+#: simulator's time like every other duration.
 START_RATE = 0.5
 MIN_RATE = 0.01  # the rate is never withdrawn below one request per 100 s
-#: Fresh identities that must spend a probed burst before it is proven (a slow reply's refill
-#: may have helped one).
-BURST_EVIDENCE = 3
 #: Requests a true burst may hide beyond the proven one (section 13: up to 10 connections).
 UNSEEN_BURST = 10
-#: Rate probes stop when refuted / proven is at most this (10 % of the allowance unused).
-RATE_PRECISION = 1.1
 #: Seconds of age in which a stored value loses half its excess over the start (a quota day).
 HALF_LIFE_S = 86400.0
 #: Share of a run's IPs that probing may cost (issue 14: at most about 5 %).
@@ -52,6 +59,9 @@ PROBE_SHARE = 0.05
 #: Most distinct identities whose history is kept (older ones are forgotten first).
 MAX_IDENTITIES = 4096
 PARAMS = ("rate", "burst", "concurrency")  # probed in this order, one at a time
+#: A prober not heard of for this many proven spacings has ended (its IP expired): the next
+#: fresh identity takes the probe over.
+QUIET_SPACINGS = 10.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,9 @@ class Allowance:
         return cls(**values)
 
 
-def decayed(a: Allowance, age_s: float, half_life_s: float = HALF_LIFE_S) -> Allowance:
-    """``a`` trusted less with age: the proven excess over the start halves per half-life,
+def decayed(a: Allowance, age_s: float, half_life_s: float = HALF_LIFE_S,
+            start: Allowance | None = None) -> Allowance:
+    """``a`` trusted less with age: the proven excess over ``start`` halves per half-life,
     and refuted values older than a half-life are forgotten (the limit may have been raised).
 
     Example: rate 2.0 learned a day ago (start 0.5): 0.5 + 1.5 / 2 = 1.25.
@@ -95,7 +106,7 @@ def decayed(a: Allowance, age_s: float, half_life_s: float = HALF_LIFE_S) -> All
     if age_s <= 0:
         return a
     f = 0.5 ** (age_s / half_life_s)
-    start = Allowance()
+    start = start or Allowance()
     keep = age_s < half_life_s
     return dataclasses.replace(
         a, rate=start.rate + (a.rate - start.rate) * f,
@@ -105,69 +116,6 @@ def decayed(a: Allowance, age_s: float, half_life_s: float = HALF_LIFE_S) -> All
         rate_refuted=a.rate_refuted if keep else 0.0,
         burst_refuted=a.burst_refuted if keep else 0,
         concurrency_refuted=a.concurrency_refuted if keep else 0)
-
-
-def next_probe(param: str, a: Allowance) -> float | None:
-    """The value to try for ``param`` next, or None when it is known closely enough.
-
-    Doubling until the first refusal, then bisection (geometric for the rate).
-    Example: rate proven 1.0, refuted 2.0 -> 1.414; proven 1.3, refuted 1.414 -> None.
-    """
-    if param == "rate":
-        lo, hi = a.rate, a.rate_refuted
-        if not hi:
-            return lo * 2
-        return math.sqrt(lo * hi) if hi / lo > RATE_PRECISION else None
-    lo_i = a.burst if param == "burst" else a.concurrency
-    hi_i = a.burst_refuted if param == "burst" else a.concurrency_refuted
-    if not hi_i:
-        return float(lo_i * 2)
-    return float((lo_i + hi_i) // 2) if hi_i - lo_i > 1 else None
-
-
-@dataclass
-class Identity:
-    """One identity's history as the upstream sees it (admitted requests since it was fresh)."""
-
-    tokens: float
-    stamp: float | None = None
-    starts: deque[float] = field(default_factory=deque)  # start times, the last hour
-    count: int = 0  # requests admitted since fresh
-    first: float | None = None
-    in_flight: int = 0
-    failed_at: float | None = None  # first failure since the last success
-    banned: bool = False
-    banned_at: float = 0.0
-    generation: int = 0  # the learner's generation it was last paced under
-    tested: int = 0  # its requests past the burst under the current probe
-    refusals: int = 0  # requests let through since the ban (each waits twice as long)
-
-
-#: A banned shared identity is asked again after this many seconds, doubling each time (to
-#: at most the max): a refused request does not lengthen a ban, but costs a board a retry.
-BANNED_RETRY_S, BANNED_RETRY_MAX_S = 15.0, 600.0
-
-
-def wait_for(ident: Identity, rate: float, burst: float, windows: tuple[tuple[int, float], ...],
-             concurrency: int, now: float) -> float:
-    """Seconds until ``ident`` may start a request under the given allowance (pure).
-
-    Bucket: ``(1 - tokens) / rate``; window (N, W): until the N-th latest start leaves the
-    span; concurrency: a short poll. Example: rate 1/s, 0.4 token left -> 0.6 s."""
-    waits = [0.0]
-    tokens = min(burst, ident.tokens)
-    if ident.stamp is not None:
-        tokens = min(burst, tokens + (now - ident.stamp) * rate)
-    if tokens < 1.0 - 1e-9:  # a rounding error's worth is no wait (it could not advance)
-        waits.append((1.0 - tokens) / rate)
-    for n, w in windows:
-        if len(ident.starts) >= n:
-            oldest = ident.starts[-n]
-            if oldest > now - w:
-                waits.append(oldest + w - now + 1e-3)
-    if ident.in_flight >= concurrency:
-        waits.append(0.02)
-    return max(waits)
 
 
 class Learner:
@@ -193,6 +141,7 @@ class Learner:
         self.evidence = 0  # admitted requests that tested the probe
         self.max_count = 0  # most requests any identity had admitted without a ban
         self.generation = 0  # bumped at every change of the allowance in force
+        self.prober: str | None = None  # the one identity paced at the probed value
         self._wall = wall
         self._save = save
         self._ids: dict[str, Identity] = {}
@@ -201,10 +150,13 @@ class Learner:
 
     # -- the allowance in force --
 
-    def current(self) -> tuple[float, float, int]:
-        """``(rate, burst, concurrency)`` used now: proven values, the probed one raised."""
+    def current(self, key: str | None = None) -> tuple[float, float, int]:
+        """``(rate, burst, concurrency)`` used now for ``key`` (None: the prober's): proven
+        values, the probed one raised for the prober only."""
         a = self.allowance
         rate, burst, conc = a.rate, float(a.burst), a.concurrency
+        if key is not None and key != self.prober:
+            return rate, burst, conc
         if self.probe == "rate":
             rate = self.value
         elif self.probe == "burst":
@@ -225,6 +177,32 @@ class Learner:
             ident = self._ids[key] = Identity(tokens=self.current()[1])
         return ident
 
+    def _claim(self, key: str, ident: Identity, now: float) -> None:
+        """Make ``key`` the prober when the probe has none (or its identity went quiet: an
+        IP that expired says nothing): a fresh identity, or the shared one."""
+        if self.probe is None or key == self.prober:
+            return
+        held = self._ids.get(self.prober) if self.prober is not None else None
+        if held is not None and held.stamp is not None and \
+                now - held.stamp < QUIET_SPACINGS / self.allowance.rate:
+            return
+        if ident.first is None or self.params is PARAMS:
+            value = next_probe(self.probe, self.allowance)  # from what is proven by now
+            if value is None:
+                self._next_probe()
+                if self.probe is None:
+                    return
+            else:
+                self.value = value
+            self.prober, ident.generation, ident.tested = key, self.generation, 0
+            ident.tokens = self.current()[1]
+
+    def released(self, key: str) -> None:
+        """The worker let ``key`` go (its IP expired or was evicted): the probe is free."""
+        with self._lock:
+            if key == self.prober:
+                self.prober = None
+
     def reserve(self, key: str, now: float) -> float:
         """0 and the request is started, or the seconds to wait; atomic (shared identities)."""
         with self._lock:
@@ -237,7 +215,8 @@ class Learner:
                 ident.refusals += 1
                 ident.in_flight += 1
                 return 0.0
-            rate, burst, conc = self.current()
+            self._claim(key, ident, now)
+            rate, burst, conc = self.current(key)
             wait = wait_for(ident, rate, burst, self.allowance.windows, conc, now)
             if wait > 0:
                 return wait
@@ -265,13 +244,14 @@ class Learner:
             ident.in_flight = max(0, ident.in_flight - 1)
             if ident.banned:  # the first answer after a ban: the identity is fresh again
                 ident.banned, ident.count, ident.first = False, 0, now
-                ident.tokens, ident.stamp = self.current()[1] - 1.0, now
+                ident.tokens, ident.stamp = self.current(key)[1] - 1.0, now
                 ident.starts.clear()
                 ident.starts.append(now)
             ident.failed_at = None
             ident.count += 1
             self.max_count = max(self.max_count, ident.count)
-            self._tested(ident)
+            if key == self.prober:
+                self._tested(ident)
 
     def failed(self, key: str, now: float) -> None:
         """A request of ``key`` failed (maybe the first of a ban): its time is kept."""
@@ -295,7 +275,10 @@ class Learner:
             ident.banned_at, ident.refusals = now, 0
             at = ident.failed_at if ident.failed_at is not None else now
             span = at - ident.first if ident.first is not None else 0.0
-            self._learn_ban(ident.count, span, self._exercised(ident))
+            probed = key == self.prober and self._exercised(ident)
+            if key == self.prober:
+                self.prober = None
+            self._learn_ban(ident.count, span, probed)
 
     def _exercised(self, ident: Identity) -> bool:
         """Whether the refused request was one only the probe allowed: within the probed
@@ -309,30 +292,44 @@ class Learner:
     # -- learning (lock held) --
 
     def _tested(self, ident: Identity) -> None:
-        """Count an admitted request as evidence for the probe when it exercised it."""
-        if self.probe is None:
+        """Weigh the prober's history since fresh (k admitted, starts spanning d) as evidence.
+
+        Rate: it proves ``(k - B) / d`` for the largest burst B the upstream may have (one
+        below a refuted burst, else the proven one plus :data:`UNSEEN_BURST`); the proven
+        rate rises to that as it grows (never to the probe itself: only what is shown), and
+        the next prober probes on from it once it is within :data:`RATE_PRECISION`.
+        Burst: once the prober spent the probed burst,
+        ``k - r * d`` for the refuted rate r (the refill while replies came back); a burst
+        the refill could explain is proven only as far as shown, and closed there (asking
+        request after request cannot show more). Concurrency: 8 requests at it.
+        """
+        a, v = self.allowance, self.value
+        span = (ident.stamp or 0.0) - (ident.first or 0.0)
+        if self.probe == "rate":
+            most = a.burst_refuted - 1 if a.burst_refuted else a.burst + UNSEEN_BURST
+            shown = min(rate_shown(ident.count, span, most), v)
+            if shown > a.rate * 1.02 and (not a.rate_refuted or shown < a.rate_refuted):
+                self._changed(dataclasses.replace(a, rate=shown))
+                if shown >= v / RATE_PRECISION:  # the probe is shown: probe on from there
+                    logger.info("Pacing: rate %.3g shown without a ban; now proven", shown)
+                    self._next_probe()
             return
-        rate, burst, conc = self.current()
-        a = self.allowance
         if self.probe == "burst":
-            ok = ident.count == int(self.value)  # a fresh identity spent the probed burst
-            need = BURST_EVIDENCE
-        elif self.probe == "rate":
-            # one identity past its burst, paced at the probed rate: at twice the true rate a
-            # true burst of B drains within 2 B requests; B is unknown, so B = the proven
-            # burst plus UNSEEN_BURST (the largest burst section 13's reports name)
-            ok = ident.count > burst and ident.generation == self.generation
-            need = 2 * (a.burst + UNSEEN_BURST)
-            if ok:
-                ident.tested += 1
-                self.evidence = max(self.evidence, ident.tested)
-            ok = False
-        else:
-            ok = ident.in_flight + 1 >= conc
-            need = 8
-        if ok:
+            if ident.count < int(v):
+                return
+            shown = burst_shown(ident.count, span, a.rate_refuted or 2 * a.rate)
+            if shown >= int(v):
+                self._accept()
+                return
+            burst = max(a.burst, shown)
+            logger.info("Pacing: burst %g spent but %d shown (refill); burst %d, closed", v,
+                        shown, burst)
+            self._changed(dataclasses.replace(a, burst=burst, burst_refuted=burst + 1))
+            self._next_probe()
+            return
+        if ident.in_flight + 1 >= int(v):
             self.evidence += 1
-        if self.evidence >= need:
+        if self.evidence >= 8:
             self._accept()
 
     def _accept(self) -> None:
@@ -380,7 +377,7 @@ class Learner:
 
     def _next_probe(self) -> None:
         """Probe the first number not yet known closely, while the budget lasts."""
-        self.probe, self.evidence = None, 0
+        self.probe, self.evidence, self.prober = None, 0, None
         self.generation += 1
         if self.spent >= self.probe_bans:
             return

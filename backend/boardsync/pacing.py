@@ -173,11 +173,15 @@ def probe_budget(settings: Settings) -> int:
 
 
 def learner_for(settings: Settings, clock: Clock) -> Learner:
-    """The run's learner: the stored allowance of this upstream (decayed by its age) or the
-    start, saved back to the database at every change."""
+    """The run's learner: the stored allowance of this upstream (decayed by its age towards
+    the start) or the start, one request per ``req_delay_max``; saved back at every change."""
     upstream = urlsplit(settings.upstream_url).netloc or "push2.eastmoney.com"
     store = AllowanceStore(settings.db_url, upstream)
-    start: Allowance | None = None
+    # one request per the fixed pacing's slowest delay: a rate in the run's own time, so a
+    # simulated run (every duration scaled) starts where a real one does in its time
+    first = Allowance(rate=1.0 / settings.req_delay_max) if settings.req_delay_max > 0 \
+        else Allowance()
+    start = first
     try:
         found = store.load()
     except Exception as e:  # noqa: BLE001 - a run without its memory still runs
@@ -186,7 +190,7 @@ def learner_for(settings: Settings, clock: Clock) -> Learner:
     if found is not None:
         stored = Allowance.from_json(found[0])
         age = max(0.0, clock.wall().timestamp() - found[1])
-        start = decayed(stored, age)
+        start = decayed(stored, age, start=first)
         logger.info("Pacing: starting from the allowance learned %.0f s ago: rate %.3g/s, "
                     "burst %d, concurrency %d, windows %s", age, start.rate, start.burst,
                     start.concurrency, start.windows or "none")

@@ -166,11 +166,13 @@ class Worker:
             self.retired = True
             raise Interrupted("retiring: no new IP is worth taking for the work left")
         current = self.slot.ensure(stop)
+        learner = self.ctx.rate.learner
         if current is not self._ip:
+            if learner is not None and self._ip is not None:
+                learner.released(self._ip.key)  # a probe it carried passes to a fresh one
             self._ip = current
             self.streak.reset()
             self.pacer.new_ip()
-        learner = self.ctx.rate.learner
         if learner is None:
             self._wait(self.pacer.delay(clock.now()), stop)
             self.pacer.started(clock.now())

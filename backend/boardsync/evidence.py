@@ -1,0 +1,112 @@
+"""One identity's history as the upstream sees it: when it may send, and what it proves.
+
+Why apart from the learner: this is pure arithmetic over one identity, testable alone. An
+identity that was admitted ``k`` requests whose starts span ``d`` seconds, without a
+ban, shows the upstream's bucket holds ``burst + rate * d >= k`` (a bucket admits at most that
+many in any span). One inequality, two unknowns: given an upper bound on one number, it is a
+lower bound on the other, and a lower bound is what may be paced at without a ban. Counting
+consecutive requests instead (the learner's first version) proves nothing about a rate until
+a guessed hidden burst is drained, and a burst sent request after request is helped by the
+refill while the replies come back (8 "admitted" where the bucket holds 5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .allowance import Allowance
+
+#: Rate probes stop when refuted / proven is at most this (10 % of the allowance unused).
+RATE_PRECISION = 1.1
+
+
+def rate_shown(count: int, span_s: float, burst_max: float) -> float:
+    """The least rate an identity's history proves: ``(count - burst_max) / span`` (0 if none).
+
+    ``burst_max`` is the largest burst the upstream may have (one below a refuted burst, or
+    the proven burst plus what section 13's reports say it may hide).
+    Example: 61 requests over 60 s, at most 11 of them the burst's -> 50 / 60 = 0.83/s.
+    """
+    if span_s <= 0 or count <= burst_max:
+        return 0.0
+    return (count - burst_max) / span_s
+
+
+def burst_shown(count: int, span_s: float, rate_max: float) -> int:
+    """The least burst an identity's history from fresh proves: ``count - rate_max * span``,
+    to the nearest request (0 if none). ``rate_max`` is a refuted rate (the bucket refills no
+    faster); rounding errs by at most half a request, which the proven rate's margin below
+    the refuted one refills.
+
+    Example: 8 requests whose starts span 2.8 s, rate at most 1.09/s -> round(4.95) = 5.
+    """
+    if rate_max <= 0 or math.isinf(rate_max):
+        return 0
+    return max(0, math.floor(count - rate_max * max(0.0, span_s) + 0.5))
+
+
+@dataclass
+class Identity:
+    """One identity's history as the upstream sees it (admitted requests since it was fresh)."""
+
+    tokens: float
+    stamp: float | None = None
+    starts: deque[float] = field(default_factory=deque)  # start times, the last hour
+    count: int = 0  # requests admitted since fresh
+    first: float | None = None
+    in_flight: int = 0
+    failed_at: float | None = None  # first failure since the last success
+    banned: bool = False
+    banned_at: float = 0.0
+    generation: int = 0  # the learner's generation it was last paced under
+    tested: int = 0  # its requests past the burst under the current probe
+    refusals: int = 0  # requests let through since the ban (each waits twice as long)
+
+
+#: A banned shared identity is asked again after this many seconds, doubling each time (to
+#: at most the max): a refused request does not lengthen a ban, but costs a board a retry.
+BANNED_RETRY_S, BANNED_RETRY_MAX_S = 15.0, 600.0
+
+
+def wait_for(ident: Identity, rate: float, burst: float, windows: tuple[tuple[int, float], ...],
+             concurrency: int, now: float) -> float:
+    """Seconds until ``ident`` may start a request under the given allowance (pure).
+
+    Bucket: ``(1 - tokens) / rate``; window (N, W): until the N-th latest start leaves the
+    span; concurrency: a short poll. Example: rate 1/s, 0.4 token left -> 0.6 s."""
+    waits = [0.0]
+    tokens = min(burst, ident.tokens)
+    if ident.stamp is not None:
+        tokens = min(burst, tokens + (now - ident.stamp) * rate)
+    if tokens < 1.0 - 1e-9:  # a rounding error's worth is no wait (it could not advance)
+        waits.append((1.0 - tokens) / rate)
+    for n, w in windows:
+        if len(ident.starts) >= n:
+            oldest = ident.starts[-n]
+            if oldest > now - w:
+                waits.append(oldest + w - now + 1e-3)
+    if ident.in_flight >= concurrency:
+        waits.append(0.02)
+    return max(waits)
+
+
+def next_probe(param: str, a: Allowance) -> float | None:
+    """The value to try for ``param`` next, or None when it is known closely enough.
+
+    Doubling until the first refusal, then bisection (geometric for the rate).
+    Example: rate proven 1.0, refuted 2.0 -> 1.414; proven 1.3, refuted 1.414 -> None.
+    """
+    if param == "rate":
+        lo, hi = a.rate, a.rate_refuted
+        if not hi:
+            return lo * 2
+        return math.sqrt(lo * hi) if hi / lo > RATE_PRECISION else None
+    lo_i = a.burst if param == "burst" else a.concurrency
+    hi_i = a.burst_refuted if param == "burst" else a.concurrency_refuted
+    if not hi_i:
+        return float(lo_i * 2)
+    return float((lo_i + hi_i) // 2) if hi_i - lo_i > 1 else None
