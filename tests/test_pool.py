@@ -159,3 +159,11 @@ def test_unreachable_hosts_at_start_fail_fast_later_it_is_an_outage() -> None:
     later.succeeded(later.lanes[0], "ip1")
     judged = later.failed(later.lanes[0], "ip1", Unreachable("refused"))
     assert type(judged) is ConnectionFailed and later.fatal is None
+
+
+def test_a_captcha_or_an_rc_error_is_the_ips_not_the_lanes() -> None:
+    from boardsync.errors import Captcha, RcError
+    from boardsync.upstream.pool import counts_against_lane
+
+    assert not counts_against_lane(Captcha("slider captcha page"))
+    assert not counts_against_lane(RcError("rc 102"))

@@ -369,3 +369,9 @@ def test_sim_serve_today_over_https_real_process() -> None:
     types = Counter(row["type"] for row in directory)
     assert types == {2: 497, 3: 504, 1: 31}  # one industry board more than the lists
     assert proc.returncode == 0
+
+
+def test_an_unparseable_hello_over_tls_is_a_library() -> None:
+    ua = {"user-agent": BROWSER_UA["User-Agent"]}
+    assert client_class(None, ua, tls=True) == "library"
+    assert client_class(None, ua) == "browser"  # plain HTTP: the User-Agent alone

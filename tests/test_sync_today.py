@@ -180,3 +180,16 @@ def test_default_settings_over_https_through_the_gateway_sync_today_exactly(
                                               if r["quoted"] is False] == ["BK1362"]
     bad = runner.invoke(cli, ["boards", "--db", sqlite_url, "--level", "4"])
     assert bad.exit_code == 2 and "--level must be 1, 2 or 3" in bad.output
+
+
+def test_malformed_directory_rows_are_skipped_not_fatal() -> None:
+    from boardsync.upstream import parse_directory
+
+    body = json.dumps({"bklist": [
+        {"market": 90, "code": "BK0001", "name": "a", "type": [], "flag": 0},
+        {"market": 90, "code": "BK0002", "name": "b", "type": 2, "flag": [3]},
+        {"market": 90, "code": "BK0003", "name": "c", "type": True, "flag": 0},
+        {"market": 90, "code": "BK0004", "name": "d", "type": 2, "flag": 2}]})
+    entries = parse_directory(body)
+    assert sorted(entries) == ["BK0002", "BK0004"]
+    assert entries["BK0002"].level is None and entries["BK0004"].level == 2

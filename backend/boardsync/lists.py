@@ -260,15 +260,22 @@ class ListIntake:
         self.store.mark_deleted(code, self.ledger.run_id, when)
         self.ledger.deleted(code, when)
 
-    def failed(self, failed: ListFailed, *, user_stop: bool) -> bool:
-        """A board list could not be fetched: the boards of the other kinds still finish.
+    def failed(self, failed: ListFailed, *, user_stop: bool, progress: Any = None,
+               db_gone: bool = False) -> bool:
+        """A board list could not be fetched: the boards of the other kinds still finish,
+        and their deletions are settled as if this list had come last (so what is deleted
+        never depends on the order the lists arrive in).
 
         Returns True when the failure was a spent quota (member fetches must stop).
         """
         self.unlisted.discard(failed.kind)
         self.missing = True
-        if failed.status == S.INTERRUPTED and not user_stop:
-            return False  # the lists stopped for a lost database: that reason stands
-        self.ledger.summary.end(failed.status)
-        self.ledger.summary.stop(failed.reason)
-        return failed.quota
+        quota = failed.quota
+        if not (failed.status == S.INTERRUPTED and not user_stop):
+            # (an interrupted list for a lost database keeps that reason)
+            self.ledger.summary.end(failed.status)
+            self.ledger.summary.stop(failed.reason)
+        else:
+            quota = False
+        self._after_each(progress, db_gone)
+        return quota

@@ -55,5 +55,9 @@ def read_directory(worker: Worker) -> DirectoryRead:
             return DirectoryRead(DIRECTORY, [], None, f"{e.error_class}: {str(e)[:200]}")
         except BoardsyncError as e:
             return DirectoryRead(DIRECTORY, [], None, f"{e.error_class}: {str(e)[:200]}")
+        except Exception as e:  # a bug, not the upstream: the manager must still hear
+            logger.error("Worker %d: board directory: unexpected %r", worker.index, e,
+                         exc_info=e)
+            return DirectoryRead(DIRECTORY, [], None, f"unexpected {e!r}"[:200])
         logger.info("Worker %d: board directory: %d boards", worker.index, len(entries))
         return DirectoryRead(DIRECTORY, [], dict(entries))

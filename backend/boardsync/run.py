@@ -328,7 +328,9 @@ class Run:
                     self.writer.stop(self.lists.error)  # no write will be tried again
                     self.halt()
             case ListFailed():
-                quota = self.lists.failed(outcome, user_stop=self.stop.is_set())
+                quota = self.lists.failed(outcome, user_stop=self.stop.is_set(),
+                                          progress=self.progress,
+                                          db_gone=self.writer.gone is not None)
                 if quota and not self.fetch_stop.is_set():
                     logger.warning("Run %s: %s: stopping cleanly", self.run_id, outcome.reason)
                     self.halt(lists=False)

@@ -34,7 +34,7 @@ class HostFront:
     async def handle(self, request: Request, conn: Conn) -> Reply:
         st = self.state
         path = request.path
-        cls = client_class(conn.hello, request.headers)
+        cls = client_class(conn.hello, request.headers, tls=conn.tls)
         request.peer = st.exits.name_of(request.peer)
         route = ROUTE_OF_PATH.get(path) if self.name != "quote" else None
         if route is None:

@@ -184,8 +184,16 @@ class Listener:
         while True:
             try:
                 client, _ = await loop.sock_accept(sock)
-            except (OSError, asyncio.CancelledError):
+            except asyncio.CancelledError:
                 return
+            except OSError as e:
+                if sock.fileno() < 0:
+                    return  # the listener was closed
+                # Out of descriptors or a connection reset while queued: keep accepting (a
+                # dead accept loop would leave clients hanging in the backlog).
+                logger.warning("Listener %s: accept failed: %s", self.name, e)
+                await asyncio.sleep(0.05)
+                continue
             task = asyncio.ensure_future(self._start_tls(client))
             self.tracker.add(task)
             task.add_done_callback(self.tracker.discard)
@@ -195,7 +203,11 @@ class Listener:
         assert self.tls is not None
         loop = asyncio.get_running_loop()
         client.setblocking(False)
-        hello = parse_client_hello(await peek_hello(client))
+        try:
+            hello = parse_client_hello(await peek_hello(client))
+        except BaseException:  # cancelled at shutdown: never leak the socket
+            client.close()
+            raise
         reader = asyncio.StreamReader(limit=MAX_HEAD)
         protocol = asyncio.StreamReaderProtocol(reader)
         try:

@@ -145,9 +145,11 @@ def is_browser_agent(headers: Mapping[str, str]) -> bool:
     return headers.get("user-agent", "").startswith("Mozilla/5.0")
 
 
-def client_class(hello: Hello | None, headers: Mapping[str, str]) -> str:
-    """``browser`` or ``library``: a GREASE-carrying ClientHello (when over TLS) and a browser
-    User-Agent make a browser; anything else is a library."""
+def client_class(hello: Hello | None, headers: Mapping[str, str], *, tls: bool = False) -> str:
+    """``browser`` or ``library``: a GREASE-carrying ClientHello (over TLS) and a browser
+    User-Agent make a browser; anything else is a library (an unparseable hello too)."""
+    if tls and (hello is None or not hello.grease):
+        return "library"
     if hello is not None and not hello.grease:
         return "library"
     return "browser" if is_browser_agent(headers) else "library"

@@ -235,7 +235,7 @@ class UpstreamClient:
             judged = self.pool.failed(lane, key, e)
             if judged is e:
                 raise self.blame(e, proxy) from e.__cause__
-            raise self.blame(judged, proxy) from e.__cause__
+            raise self.blame(judged, proxy) from e
         logger.debug("Upstream: GET %s pn=%d via %s (%s) -> %s (%d bytes)",
                      lane.endpoint.safe_url, pn, key, lane.transport, reply.status,
                      len(reply.body))

@@ -52,12 +52,13 @@ def _entry(row: Any) -> Entry | None:
     """One ``bklist`` row, or None for a row that is not a board of market 90."""
     if not isinstance(row, dict) or row.get("market") != 90:
         return None
-    kind = KIND_BY_TYPE.get(row.get("type"))  # type: ignore[arg-type]
+    kind_type, flag = row.get("type"), row.get("flag")
+    kind = (KIND_BY_TYPE.get(kind_type)
+            if isinstance(kind_type, int) and not isinstance(kind_type, bool) else None)
     code, name = row.get("code"), row.get("name")
     if kind is None or not is_board_code(code) or not isinstance(name, str):
         return None
-    flag = row.get("flag")
-    level = flag if kind == "industry" and flag in LEVELS else None
+    level = flag if kind == "industry" and isinstance(flag, int) and flag in LEVELS else None
     return Entry(str(code), name.strip() or "-", kind, level)
 
 

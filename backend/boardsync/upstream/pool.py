@@ -39,12 +39,14 @@ from ..clock import SYSTEM, Clock
 from ..config import Settings
 from ..defaults import DEFAULT_UPSTREAMS as _DEFAULT_UPSTREAMS
 from ..errors import (
+    Captcha,
     ConfigError,
     ConnectionFailed,
     FetchTimeout,
     HTTPStatusError,
     InvalidResponse,
     NoRoute,
+    RcError,
     Refused,
     RoutesRefused,
     TooManyPages,
@@ -139,9 +141,10 @@ class Health:
 
 def counts_against_lane(error: UpstreamError) -> bool:
     """True for failures that may be the lane's (connection, timeout, bad body, 5xx, a
-    redirect); 403/429, a dead proxy, ``data: null`` and a bad plan are the IP's or the
-    board's and leave the lane's health alone."""
-    if isinstance(error, TooManyPages):
+    redirect); 403/429, a captcha page, an ``rc`` error, a dead proxy, ``data: null`` and a
+    bad plan are the IP's or the board's and leave the lane's health alone (a captcha is a
+    ban of the IP: cooling the lane for it would push every worker down the pool)."""
+    if isinstance(error, TooManyPages | Captcha | RcError):
         return False
     if isinstance(error, HTTPStatusError):
         return error.status >= 500 or 300 <= error.status < 400
