@@ -240,25 +240,7 @@ def advance(m: Market) -> dict[str, object]:
 def _churn_concepts(m: Market, rng: random.Random, joined: dict[str, set[str]],
                     left: dict[str, set[str]]) -> None:
     """Stocks join and leave concept boards (the old scheme's churn, concepts only)."""
-    s = m.scenario
-    live = m.boards_of_kind("concept")
-    stocks = sorted(m.stocks)
-    for _ in range(s.churn_joins):
-        board = rng.choice(live)
-        fresh = [c for c in rng.sample(stocks, 20) if c not in m.members[board]
-                 and c not in left.get(board, ())]
-        if fresh:
-            joined.setdefault(board, set()).add(fresh[0])
-            m.members[board].add(fresh[0])
-            m._sorted.pop(board, None)
-    for _ in range(s.churn_leaves):
-        board = rng.choice(live)
-        pool = sorted(m.members[board] - joined.get(board, set()))
-        if len(pool) > 1:
-            code = rng.choice(pool)
-            left.setdefault(board, set()).add(code)
-            m.members[board].discard(code)
-            m._sorted.pop(board, None)
+    m.churn(rng, m.boards_of_kind("concept"), joined, left)
 
 
 def _chain(m: Market, code: str) -> list[str]:

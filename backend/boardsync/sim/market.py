@@ -328,6 +328,29 @@ class Market:
         return out
 
     # -- churn ----------------------------------------------------------------------------
+    def churn(self, rng: random.Random, live: list[str], joined: dict[str, set[str]],
+              left: dict[str, set[str]]) -> None:
+        """A day's stocks joining and leaving boards of ``live`` (``churn_joins`` /
+        ``churn_leaves`` draws, each board at most once either way a day)."""
+        s = self.scenario
+        stocks = sorted(self.stocks)
+        for _ in range(s.churn_joins):
+            board = rng.choice(live)
+            fresh = [c for c in rng.sample(stocks, 20) if c not in self.members[board]
+                     and c not in left.get(board, ())]
+            if fresh:
+                joined.setdefault(board, set()).add(fresh[0])
+                self.members[board].add(fresh[0])
+                self._sorted.pop(board, None)
+        for _ in range(s.churn_leaves):
+            board = rng.choice(live)
+            pool = sorted(self.members[board] - joined.get(board, set()))
+            if len(pool) > 1:
+                code = rng.choice(pool)
+                left.setdefault(board, set()).add(code)
+                self.members[board].discard(code)
+                self._sorted.pop(board, None)
+
     def advance_day(self) -> dict[str, object]:
         """Next trading day: stocks join and leave boards, one board appears, one is deleted.
 
@@ -355,27 +378,10 @@ class Market:
             del self.members[victim]
             self._sorted.pop(victim, None)
             self._kind_sorted.pop(kind, None)
-        live = sorted(self.boards)
-        stocks = sorted(self.stocks)
-        for _ in range(s.churn_joins):
-            board = rng.choice(live)
-            candidates = [c for c in rng.sample(stocks, 20) if c not in self.members[board]
-                          and c not in left.get(board, ())]
-            if candidates:
-                joined.setdefault(board, set()).add(candidates[0])
-                self.members[board].add(candidates[0])
-                self._sorted.pop(board, None)
-        for _ in range(s.churn_leaves):
-            board = rng.choice(live)
-            pool = sorted(self.members[board] - joined.get(board, set()))
-            if len(pool) > 1:
-                code = rng.choice(pool)
-                left.setdefault(board, set()).add(code)
-                self.members[board].discard(code)
-                self._sorted.pop(board, None)
+        self.churn(rng, sorted(self.boards), joined, left)
         used = {int(c[2:]) for c in self.boards} | {int(c[2:]) for c in deleted}
         new_code = f"BK{max(used) + 1:04d}"
-        new_members = set(rng.sample(stocks, rng.randint(15, 60)))
+        new_members = set(rng.sample(sorted(self.stocks), rng.randint(15, 60)))
         self._add_board(rng, new_code, f"新概念{self.day}", "concept", new_members)
         joined[new_code] = set(new_members)
         self._refresh_board_stats()
