@@ -116,3 +116,34 @@ def test_unresolvable_host_fails_fast_at_start_with_one_line_and_exit_2(
     assert "\n" not in line and line.startswith("no upstream host resolves")
     assert c["requests"] == 0 and c["ips_issued"] <= len(bad.kinds)  # one per lister
     assert run.summary.ips_failed == 0 and run.breaker.state == "closed"
+
+
+def test_the_browser_transport_sends_each_request_once_even_when_closed_on() -> None:
+    """libcurl resends a request on a fresh connection when a reused one was closed; an IP's
+    pacing must see every request the upstream sees, so the browser transport never reuses."""
+    pytest.importorskip("curl_cffi", reason="the browser extra (curl_cffi) is not installed")
+    import requests
+
+    from boardsync.errors import UpstreamError
+    from boardsync.upstream.transport import make_transport
+
+    scenario = load_scenario("clean").with_overrides(
+        latency_median_s=0.0, rate_per_s=1e6, burst=1e6, fault_reset=0.5,
+        ip_lifetime_s=86_400.0, extract_min_interval_s=0.0)
+    with Simulator(scenario, time_scale=SCALE, seed=7, tls=True) as sim:
+        ip = requests.get(sim.extract_url, params={"key": sim.api_key, "num": 1},
+                          timeout=5).text.split(",")[0]
+        browser = make_transport("browser")
+        calls = 30
+        for _ in range(calls):
+            try:
+                browser.send(sim.https_urls["29.push2"] + "/api/qt/clist/get",
+                             params={"fs": "b:BK0475 f:!50", "pz": 5, "pn": 1, "np": 1},
+                             headers={}, key=ip, proxy_url="http://" + ip,
+                             timeout=(5.0, 5.0), verify=sim.ca_bundle or True, via=ip)
+            except UpstreamError:
+                pass
+        browser.close()
+        counters = sim.counters()
+    assert counters["faults"]["reset"] > 5  # connections were closed on, often
+    assert counters["requests"] == calls

@@ -149,6 +149,12 @@ class RequestsTransport:
 class BrowserTransport:
     """curl_cffi with a browser's TLS and HTTP/2 fingerprint (``impersonate="chrome"``).
 
+    Connections are not reused (``FORBID_REUSE``): libcurl silently sends a request again on
+    a fresh connection when the reused one turns out closed, so every reset or ban close
+    would cost the IP a second request its pacing never saw (measured: 55 requests for 40
+    calls at a 50 % reset rate, and bans on the reference world). A new connection per
+    request costs a handshake, not the IP's allowance.
+
     Raises:
         ConfigError: curl_cffi is not installed (the ``browser`` extra).
     """
@@ -162,8 +168,11 @@ class BrowserTransport:
             raise ConfigError(f"transport = browser needs curl_cffi: {BROWSER_EXTRA}",
                               key="transport") from e
 
+        forbid_reuse = importlib.import_module("curl_cffi").CurlOpt.FORBID_REUSE
+
         def make() -> Any:
-            return self._curl.Session(impersonate=IMPERSONATE, trust_env=False)
+            return self._curl.Session(impersonate=IMPERSONATE, trust_env=False,
+                                      curl_options={forbid_reuse: 1})
 
         self.sessions = _Sessions(make)
 
