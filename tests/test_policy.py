@@ -60,6 +60,7 @@ EXPECTED: dict[str, tuple[str, bool, bool]] = {
     "Interrupted": ("interrupted", False, True),
     "Refused": ("refused", False, True),
     "Unreachable": ("unreachable", False, True),
+    "Untrusted": ("untrusted", False, True),
     "NoRoute": ("no_route", False, False),
     "RoutesRefused": ("routes_refused", False, False),
     "UpstreamUnreachable": ("upstream_unreachable", False, False),

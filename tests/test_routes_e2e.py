@@ -147,3 +147,22 @@ def test_the_browser_transport_sends_each_request_once_even_when_closed_on() -> 
         counters = sim.counters()
     assert counters["faults"]["reset"] > 5  # connections were closed on, often
     assert counters["requests"] == calls
+
+
+def test_an_untrusted_certificate_fails_fast_saying_check_ca_bundle(tmp_path: Path) -> None:
+    """A wrong CA bundle (or a proxy re-signing HTTPS) is no route's and no IP's fault: one
+    line naming ca_bundle, exit 2, no IP evicted, no walk of refusals ending in exit 6."""
+    import trustme
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with world(tmp_path, ()) as (settings, sim):
+        run = Run(settings.replace(ca_bundle=str(other)))
+        with pytest.raises(UpstreamUnreachable) as info:
+            run.run()
+        c = sim.counters()
+    assert for_error(info.value) == EXIT_USAGE == 2
+    line = error_line(info.value)
+    assert "\n" not in line and "not trusted" in line and "ca_bundle" in line
+    assert c["requests"] == 0  # no TLS handshake completed, so nothing reached the upstream
+    assert run.summary.ips_failed == 0 and c["ips_issued"] <= 5

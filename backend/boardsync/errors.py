@@ -82,6 +82,15 @@ class Unreachable(ConnectionFailed):
     error_class = "unreachable"
 
 
+class Untrusted(Unreachable):
+    """The host's TLS certificate is not trusted by the CA bundle (``ca_bundle``): a wrong
+    bundle, or a proxy that re-signs HTTPS. Neither the IP's nor the route's fault, and no
+    other IP will fix it: treated as an unreachable host, so the run fails fast with exit 2
+    saying so instead of walking the pool and buying IPs."""
+
+    error_class = "untrusted"
+
+
 class HTTPStatusError(UpstreamError):
     """The upstream answered with a non-200 status; the code decides whether to rotate."""
 

@@ -108,6 +108,7 @@ DECISIONS: dict[str, Decision] = {
     # every route refused or unreachable ends the run (a new IP cannot fix it)
     "refused": Decision(rotate=False, retry=True, log_level=L, route=True),
     "unreachable": Decision(rotate=False, retry=True, log_level=W, route=True),
+    "untrusted": Decision(rotate=False, retry=True, log_level=W, route=True),
     "no_route": Decision(rotate=False, retry=False, log_level=E),
     "routes_refused": Decision(rotate=False, retry=False, log_level=E),
     "upstream_unreachable": Decision(rotate=False, retry=False, log_level=E),

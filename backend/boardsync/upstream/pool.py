@@ -281,9 +281,13 @@ class Pool:
                       if self.health[lane].state != OK)
         if {self.health[lane].state for lane in self.lanes} - {OK} == {UNREACHABLE}:
             hosts = ", ".join(sorted({lane.endpoint.host for lane in self.lanes}))
-            self.fatal = UpstreamUnreachable(
-                f"no upstream host resolves or takes a connection ({hosts}); check "
-                "upstreams/upstream_url and the network or proxy", tried)
+            whys = [self.health[lane].why for lane in self.lanes if self.health[lane].why]
+            if whys and all("not trusted" in why for why in whys):
+                self.fatal = UpstreamUnreachable(whys[0], tried)
+            else:
+                self.fatal = UpstreamUnreachable(
+                    f"no upstream host resolves or takes a connection ({hosts}); check "
+                    "upstreams/upstream_url and the network or proxy", tried)
         else:
             self.fatal = RoutesRefused(self._refusal_message(), tried)
         logger.error("Upstream pool: %s", self.fatal)

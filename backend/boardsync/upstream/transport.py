@@ -31,6 +31,7 @@ import importlib.util
 import logging
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from ..errors import (
     InvalidResponse,
     ProxyDead,
     Unreachable,
+    Untrusted,
     UpstreamError,
 )
 from ..redact import scrub
@@ -227,6 +229,8 @@ def translate_requests(e: Exception, proxy_url: str | None, via: str) -> Upstrea
     root = root_cause(e)
     reason = type(e).__name__ if root is e else f"{type(e).__name__} <- {type(root).__name__}"
     reason = scrub(f"{reason}: {root}", proxy_url)
+    if isinstance(root, ssl.SSLCertVerificationError):
+        return _untrusted(via, reason)
     if isinstance(e, exc.ProxyError):
         return _proxy_failure(root, via, reason)
     if isinstance(e, exc.InvalidProxyURL):
@@ -248,6 +252,11 @@ def translate_requests(e: Exception, proxy_url: str | None, via: str) -> Upstrea
     return ConnectionFailed(f"connection failed to {via}: {reason}")
 
 
+def _untrusted(via: str, reason: str) -> Untrusted:
+    return Untrusted(f"the TLS certificate of {via} is not trusted: {reason}; check ca_bundle "
+                     "(or whether a proxy re-signs HTTPS)")
+
+
 def _proxy_failure(root: BaseException, via: str, reason: str) -> UpstreamError:
     """A ``ProxyError``: the tunnel's answer, a drop after connecting, or a dead proxy."""
     tunnel = _TUNNEL_STATUS.search(str(root))
@@ -264,7 +273,6 @@ def _proxy_failure(root: BaseException, via: str, reason: str) -> UpstreamError:
 
 def _dropped_after_connect(root: BaseException) -> bool:
     """True when the connection was established and then closed or reset without a reply."""
-    import ssl
 
     if isinstance(root, http.client.RemoteDisconnected | ConnectionResetError | ssl.SSLError):
         return True
@@ -308,6 +316,7 @@ def _caused_by_read_timeout(e: BaseException) -> bool:
 
 #: libcurl error codes (https://curl.se/libcurl/c/libcurl-errors.html) by what they mean here.
 _CURL_UNREACHABLE = {6}  # COULDNT_RESOLVE_HOST
+_CURL_UNTRUSTED = {60}  # PEER_FAILED_VERIFICATION (the certificate chain is not trusted)
 _CURL_PROXY_DEAD = {5, 97}  # COULDNT_RESOLVE_PROXY, PROXY (handshake with the proxy)
 _CURL_TIMEOUT = {28}  # OPERATION_TIMEDOUT
 _CURL_BAD_BODY = {61}  # BAD_CONTENT_ENCODING
@@ -323,6 +332,8 @@ def translate_curl(e: Exception, proxy_url: str | None, via: str) -> UpstreamErr
     reason = scrub(f"{type(e).__name__} (curl {code}): {text.split('. See ')[0]}", proxy_url)
     if code in _CURL_TIMEOUT or "Timeout" in type(e).__name__:
         return FetchTimeout(f"timeout on {via}: {reason}")
+    if code in _CURL_UNTRUSTED:
+        return _untrusted(via, reason)
     if code in _CURL_UNREACHABLE:
         return Unreachable(f"cannot resolve {via}: {reason}")
     if code in _CURL_PROXY_DEAD:
