@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from boardsync.store import Store
@@ -118,3 +119,13 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def parse_metrics(text_: str) -> dict[str, float]:
+    """Every Prometheus sample as ``name{labels}`` -> value, via the text format's own parser."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text_):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[s.name + (f"{{{labels}}}" if labels else "")] = s.value
+    return out

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from boardsync.cli.exitcodes import exit_code
 from boardsync.cli.signals import daemon_signals
@@ -32,7 +31,7 @@ from boardsync.health import ErrorCollector, HealthServer, Telemetry, parse_addr
 from boardsync.logjson import JsonFormatter
 from boardsync.schedule import IntervalSchedule, parse_cron
 from boardsync.threads import start_thread
-from helpers import T0, FakeClock, closed_port, wait_until
+from helpers import T0, FakeClock, closed_port, parse_metrics, wait_until
 
 
 @dataclass
@@ -195,16 +194,6 @@ def test_once_runs_one_cycle(stopper: list[Daemon]) -> None:
 
 
 # -- the endpoint -----------------------------------------------------------------------------
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Every sample as ``name{labels}`` -> value, via the Prometheus text parser."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[s.name + (f"{{{labels}}}" if labels else "")] = s.value
-    return out
 
 
 @pytest.fixture

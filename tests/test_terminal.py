@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from prometheus_client.parser import text_string_to_metric_families
 
 from boardsync.cli import cli
 from boardsync.cli.common import BarSafeHandler
@@ -27,7 +26,7 @@ from boardsync.outcomes import Summary
 from boardsync.progress import SUMMARY_FIELDS, Progress
 from boardsync.schedule import IntervalSchedule
 from boardsync.state import StateFile
-from helpers import FakeClock, wait_until
+from helpers import FakeClock, parse_metrics, wait_until
 
 SNAP = {"done": 10, "ok": 6, "failed": 2, "suspicious": 1, "unwritten": 1, "retrying": 3,
         "ips": 4, "errors": {"timeout": 5, "blocked": 2}}
@@ -163,15 +162,6 @@ def test_json_logs_end_with_the_summary_record_and_summary_json_writes_it(
     assert {r["run"] for r in named} == {runs[-1]["summary"]["run_id"]} != {record["run_id"]}
 
 
-def _samples(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[s.name + (f"{{{labels}}}" if labels else "")] = s.value
-    return out
-
-
 def test_metrics_a_prometheus_user_expects() -> None:
     clock = FakeClock()
     gate = threading.Event()
@@ -184,14 +174,14 @@ def test_metrics_a_prometheus_user_expects() -> None:
     d = Daemon(IntervalSchedule(600), run_once, clock=clock)
     d.start(scheduler=False)
     try:
-        before = _samples(d.telemetry.metrics_text().decode())
+        before = parse_metrics(d.telemetry.metrics_text().decode())
         assert before["boardsync_next_run_timestamp_seconds"] == 0
         d.step()
         gate.set()
         assert wait_until(lambda: d.runs_finished == 1)
     finally:
         d.close()
-    m = _samples(d.telemetry.metrics_text().decode())
+    m = parse_metrics(d.telemetry.metrics_text().decode())
     import boardsync
     assert m[f'boardsync_build_info{{version="{boardsync.__version__}"}}'] == 1
     assert m["boardsync_last_run_duration_seconds"] == 12.5

@@ -3,8 +3,8 @@
 Every named host (``push2``, ``29.push2`` ...) listens on a port of its own and answers
 through a ``HostFront``: it picks the route from the path, applies the scenario's health for
 that (host, route) (``hosts.py``), judges the client's class from its ClientHello and headers
-(``tls.py``), maps the peer address to the exit identity (``exits.py``) and only then lets the
-shared ``Upstream`` (rate limits, faults, data) answer. Refusals happen here, before the rate
+(``tls.py``) and only then lets the shared ``Upstream`` (exit identity, rate limits, faults,
+data) answer. Refusals happen here, before the rate
 limits see the request, as a WAF in front of the real servers would.
 """
 
@@ -35,7 +35,6 @@ class HostFront:
         st = self.state
         path = request.path
         cls = client_class(conn.hello, request.headers, tls=conn.tls)
-        request.peer = st.exits.name_of(request.peer)
         route = ROUTE_OF_PATH.get(path) if self.name != "quote" else None
         if route is None:
             if path == DIRECTORY_PATH and self.name == "quote":

@@ -67,8 +67,7 @@ class Simulator:
         self._port = port
         self.api_key = secrets.token_hex(8)
         self._tunnel_auth = ("sim", secrets.token_hex(6))
-        self.state = SimState(self.scenario, seed, self.time_scale, secrets.token_hex(16),
-                              clock)
+        self.state = SimState(self.scenario, seed, self.time_scale, clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -66,13 +66,12 @@ class SimState:
     """
 
     def __init__(self, scenario: Scenario, seed: int, time_scale: float,
-                 secret: str, clock: Clock = SYSTEM) -> None:
+                 clock: Clock = SYSTEM) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         self.scenario = scenario
         self.seed = seed
         self.time_scale = time_scale
-        self.secret = secret
         self.lock = threading.RLock()
         self.market = Market(scenario, seed)
         self.antibot = AntiBot(scenario, seed)

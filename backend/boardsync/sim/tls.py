@@ -148,9 +148,7 @@ def is_browser_agent(headers: Mapping[str, str]) -> bool:
 def client_class(hello: Hello | None, headers: Mapping[str, str], *, tls: bool = False) -> str:
     """``browser`` or ``library``: a GREASE-carrying ClientHello (over TLS) and a browser
     User-Agent make a browser; anything else is a library (an unparseable hello too)."""
-    if tls and (hello is None or not hello.grease):
-        return "library"
-    if hello is not None and not hello.grease:
+    if (tls or hello is not None) and (hello is None or not hello.grease):
         return "library"
     return "browser" if is_browser_agent(headers) else "library"
 

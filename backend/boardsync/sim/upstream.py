@@ -34,8 +34,6 @@ KIND_BY_T = {"2": "industry", "3": "concept", "1": "region"}
 LEVEL_BY_S = {"2": 1, "4": 2, "8": 3}
 #: Envelope ``rc`` for the members of a directory board that has no quote (BK1362 in 2026).
 RC_UNQUOTED = 100
-IDENTITY_HEADER = "x-sim-exit"
-GATEWAY_HEADER = "x-sim-gateway"
 
 #: Fields that are prices or percentages: decimals with fltt=2, integers x100 otherwise.
 SCALED = frozenset({2, 3, 4, 7, 8, 9, 10, 11, 15, 16, 17, 18, 22, 23, 24, 25, 69, 75, 81, 87,
@@ -216,10 +214,10 @@ class Upstream:
         self.state = state
 
     def identity_of(self, request: Request) -> str:
-        """The exit identity: the gateway's header (only with its secret), else the peer."""
-        if request.headers.get(GATEWAY_HEADER) == self.state.secret:
-            return request.headers.get(IDENTITY_HEADER) or request.peer
-        return request.peer
+        """The exit identity, read from the peer address as a real upstream does: a proxy
+        exit's loopback source address maps back to its name (``exits.py``); a direct
+        client is its own address. No header can claim another identity."""
+        return self.state.exits.name_of(request.peer)
 
     async def handle(self, request: Request, conn: Conn | None = None, *,
                      lag_s: float = 0.0) -> Reply:

@@ -41,7 +41,7 @@ from ..errors import Blocked, ConfigError, HTTPStatusError, InvalidResponse, Ups
 from .paging import Query
 from .parse import Page, parse_page
 from .pool import Lane, Pool, endpoint
-from .transport import Reply, Transport, make_transport, translate_requests
+from .transport import Reply, Transport, make_transport
 from .web import ROUTE_PATHS, WEB_REFERER, route_params
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,6 @@ DEFAULT_TIMEOUT: tuple[float, float] = (FIELDS["connect_timeout"].default,
                                         FIELDS["read_timeout"].default)
 
 E = TypeVar("E", bound=UpstreamError)
-#: Kept for callers that send through :meth:`UpstreamClient._session` (the directory read).
-_translate = translate_requests
 
 
 class ProxyLike(Protocol):
@@ -157,13 +155,6 @@ class UpstreamClient:
                 made = self._transports[name] = make_transport(
                     name, session_factory=self.session_factory)
             return made
-
-    def _session(self, key: str) -> requests.Session:
-        """This thread's ``requests`` session for proxy ``key`` (cookies forgotten on a new
-        key); for callers that send something else than a clist page."""
-        sessions = getattr(self.transport("requests"), "sessions")
-        session: requests.Session = sessions.get(key)
-        return session
 
     @property
     def _sessions(self) -> list[Any]:
