@@ -5,10 +5,11 @@ the world's extraction API, printing wall / the world's time bound at the IPs us
 IP bound, bans, IPs lost to bans and exactness; then the worst of each. ``clean`` is also run
 in direct mode (one identity), against the one-identity bound. Figures are simulated seconds
 (measured / time scale). Drawn worlds point the client at a (host, route) the world leaves
-healthy for library clients (the host pool of issue 13 will choose by itself).
+healthy for library clients. ``--runs 2`` syncs each world twice on one database: the second
+run starts from what the first learned (a scheduled job's steady state).
 
     .venv/bin/python bench/worlds.py [--worlds 20] [--world-seed 1] [--scale 0.2]
-        [--named reference,clean,hostile] [--seed 7] [--set key=value ...]
+        [--named reference,clean,hostile] [--seed 7] [--runs 2] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from boardsync.sim.hosts import CLIST_HOSTS, RouteTable  # noqa: E402
 from boardsync.sim.world import draw_world  # noqa: E402
 from boardsync.store import Store  # noqa: E402
 
-#: The learner's settings (issue 14's default-to-be; the shipped default is still ``fixed``).
+#: The learner's settings (not the shipped default yet: docs/BENCHMARKS.md says why).
 LEARN: dict[str, Any] = {"pacing": "learn", "workers": 0, "extract_batch": 20,
                          "ip_ttl": 300.0, "ip_ttl_jitter": 0.0, "stagger": 0.0}
 
@@ -64,9 +65,12 @@ def needed_requests(sim: Any) -> int:
     return requests_needed((len(m) for m in truth.values()), list_pages_needed(kinds.values()))
 
 
-def one_world(s: Scenario, proxy: str, scale: float, seed: int, sets: dict[str, Any]
-              ) -> dict[str, Any]:
-    """One sync of world ``s`` at the default settings; figures in simulated seconds."""
+def one_world(s: Scenario, proxy: str, scale: float, seed: int, sets: dict[str, Any],
+              runs: int = 1) -> list[dict[str, Any]]:
+    """``runs`` syncs of world ``s`` at the default settings, one database: the first starts
+    from nothing, each later one from what the runs before it learned (the scheduled job's
+    steady state). Figures in simulated seconds."""
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite:///{tmp}/bench.db"
         empty = Path(tmp) / "empty.toml"
@@ -79,17 +83,30 @@ def one_world(s: Scenario, proxy: str, scale: float, seed: int, sets: dict[str, 
             host = healthy_host(s)
             settings = settings.replace(upstream_url=sim.http_urls[host])
             needed = needed_requests(sim)
-            started = time.monotonic()
-            run = Run(settings)
-            summary = run.run()
-            wall = (time.monotonic() - started) / scale
-            truth, counters = sim.truth(), sim.counters()
-            ab = sim.state.antibot
-            lost = sum(1 for name, ident in ab.identities.items()
-                       if ident.banned_until > -math.inf and name != "127.0.0.1")
-            learned = run.rate.learner.allowance if run.rate.learner else None
-        store = Store(db_url)
-        exact = all(store.member_codes(code) == set(codes) for code, codes in truth.items())
+            for i in range(runs):
+                rows.append(one_run(s, proxy, scale, settings, sim, needed)
+                            | {"run": i + 1, "host": host})
+    return rows
+
+
+def one_run(s: Scenario, proxy: str, scale: float, settings: Any, sim: Any, needed: int
+            ) -> dict[str, Any]:
+    """One sync against a running world; bans and lost IPs counted for this run alone."""
+    before = sim.counters()["bans"]
+    ab = sim.state.antibot
+    banned_before = {name for name, ident in ab.identities.items()
+                     if ident.banned_until > -math.inf}
+    started = time.monotonic()
+    run = Run(settings)
+    summary = run.run()
+    wall = (time.monotonic() - started) / scale
+    truth, counters = sim.truth(), sim.counters()
+    lost = sum(1 for name, ident in ab.identities.items()
+               if ident.banned_until > -math.inf and name != "127.0.0.1"
+               and name not in banned_before)
+    learned = run.rate.learner.allowance if run.rate.learner else None
+    store = Store(settings.db_url)
+    exact = all(store.member_codes(code) == set(codes) for code, codes in truth.items())
     rules = Rules.from_scenario(s)
     ips = max(1, summary.ips_extracted)
     if proxy == "direct":
@@ -98,16 +115,16 @@ def one_world(s: Scenario, proxy: str, scale: float, seed: int, sets: dict[str, 
     t_lb = time_lower_bound(needed, ips, rules)
     ip_lb = ip_lower_bound(needed, rules)
     return {"world": s.name, "proxy": proxy, "wall": wall, "t_lb": t_lb, "ips": ips,
-            "ip_lb": ip_lb, "bans": counters["bans"], "lost": lost,
+            "ip_lb": ip_lb, "bans": counters["bans"] - before, "lost": lost,
             "ok": summary.ok, "total": len(truth), "exact": exact, "status": summary.status,
-            "quota": s.extract_quota_per_day, "learned": learned, "host": host}
+            "quota": s.extract_quota_per_day, "learned": learned}
 
 
 def show(r: dict[str, Any]) -> None:
     a = r["learned"]
     learned = (f"learned {a.rate:.3g}/s b{a.burst} c{a.concurrency} w{list(a.windows)}"
                if a else "")
-    print(f"{r['world']:>12} {r['proxy']:>6}  wall {r['wall']:8.1f} s / bound "
+    print(f"{r['world']:>12} {r['proxy']:>6} #{r['run']}  wall {r['wall']:8.1f} s / bound "
           f"{r['t_lb']:7.1f} s = {r['wall'] / r['t_lb']:5.2f}   IPs {r['ips']:4d} / "
           f"{r['ip_lb']:3d} = {r['ips'] / r['ip_lb']:5.2f}   bans {r['bans']:3d}  lost "
           f"{r['lost']:3d} ({r['lost'] / r['ips']:4.0%})  {r['ok']}/{r['total']} "
@@ -122,6 +139,8 @@ def main() -> int:
     ap.add_argument("--named", default="reference,clean,hostile")
     ap.add_argument("--scale", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=7, help="the market's seed")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="syncs per world on one database (2: also the warm start)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -134,9 +153,9 @@ def main() -> int:
     worlds += [(draw_world(args.world_seed + i, base), "api") for i in range(args.worlds)]
     rows = []
     for s, proxy in worlds:
-        r = one_world(s, proxy, args.scale, args.seed, sets)
-        show(r)
-        rows.append(r)
+        for r in one_world(s, proxy, args.scale, args.seed, sets, args.runs):
+            show(r)
+            rows.append(r)
     api = [r for r in rows if r["proxy"] == "api"]
     print(f"worst: wall/bound {max(r['wall'] / r['t_lb'] for r in api):.2f}, IPs/bound "
           f"{max(r['ips'] / r['ip_lb'] for r in api):.2f}, lost "

@@ -56,6 +56,8 @@ UNSEEN_BURST = 10
 HALF_LIFE_S = 86400.0
 #: Share of a run's IPs that probing may cost (issue 14: at most about 5 %).
 PROBE_SHARE = 0.05
+#: Bans at the proven allowance believed only once this many more have followed.
+UNCORROBORATED = 1
 #: Most distinct identities whose history is kept (older ones are forgotten first).
 MAX_IDENTITIES = 4096
 PARAMS = ("rate", "burst", "concurrency")  # probed in this order, one at a time
@@ -140,6 +142,7 @@ class Learner:
         self.value = 0.0  # the probed value
         self.evidence = 0  # admitted requests that tested the probe
         self.max_count = 0  # most requests any identity had admitted without a ban
+        self.unexplained = 0  # bans at proven values not yet corroborated
         self.generation = 0  # bumped at every change of the allowance in force
         self.prober: str | None = None  # the one identity paced at the probed value
         self._wall = wall
@@ -268,6 +271,13 @@ class Learner:
             if ident.banned:
                 return
             ident.banned = True
+            if ident.count == 0 and ident.in_flight == 0:
+                # refused at its first request: it came banned (a provider re-issuing an IP
+                # banned before, a shared address banned by someone else); nothing to learn
+                ident.banned_at, ident.refusals = now, 0
+                self._changed(dataclasses.replace(self.allowance,
+                                                  bans=self.allowance.bans + 1))
+                return
             if ident.generation != self.generation:  # paced by a value already withdrawn
                 self._changed(dataclasses.replace(self.allowance,
                                                   bans=self.allowance.bans + 1))
@@ -367,11 +377,20 @@ class Learner:
             logger.info("Pacing: ban with nothing probed after %d requests in %.1f s: a limit "
                         "beyond the bucket; learned a window of %d per %g s", count, span,
                         *window)
+        elif self.unexplained < UNCORROBORATED:
+            # one ban on an identity paced at proven values may be its own (a board that
+            # answers data:null, an IP banned before): counted, not yet believed
+            self.unexplained += 1
+            logger.info("Pacing: ban at the proven allowance after %d requests; withdrawn "
+                        "if another follows", count)
+            self._changed(dataclasses.replace(a, bans=a.bans + 1))
+            return
         else:
             refuted = a.rate
             a = dataclasses.replace(a, rate=max(refuted / 2, MIN_RATE), rate_refuted=refuted)
-            logger.info("Pacing: ban with nothing probed: rate %g withdrawn, now %g", refuted,
+            logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
                         a.rate)
+        self.unexplained = 0
         self._changed(dataclasses.replace(a, bans=a.bans + 1))
         self._next_probe()
 

@@ -9,17 +9,32 @@ live IP, how much work waits), so it lives here and not in a worker; workers ask
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from .allowance import Learner
 from .config import Settings
+from .lifetime import IpLife
 from .models import Board
 from .pacing import RateController
 from .plan import expected_pages
+from .proxy import Proxy
 from .queue import TaskQueue
 
 logger = logging.getLogger(__name__)
+
+
+#: The crew sizes itself to finish the work waiting within this share of an IP's life: all
+#: of it would leave a second generation of IPs for the lists' delay and the slowest board
+#: (IPs beyond the bound); much less would take IPs the learned allowance could spare.
+HORIZON_SHARE = 0.75
+#: Answers an IP must have had before its pace says anything about the crew's.
+PACE_SAMPLES = 5
+#: Holders answered at less than this share of the rate they may be asked at are held back
+#: by something else than the allowance (latency, the client's own CPU): no IP is added.
+SLOW_SHARE = 0.5
 
 
 class Holder(Protocol):
@@ -27,6 +42,9 @@ class Holder(Protocol):
 
     @property
     def live(self) -> bool: ...
+
+    @property
+    def current(self) -> Proxy | None: ...
 
 
 def worth_a_new_ip(waiting_pages: int, holders: int, spacing_s: float, thrift_s: float) -> bool:
@@ -43,6 +61,18 @@ def worth_a_new_ip(waiting_pages: int, holders: int, spacing_s: float, thrift_s:
     return waiting_pages * spacing_s / holders >= thrift_s
 
 
+def more_ips_needed(waiting_pages: float, capacity: float) -> bool:
+    """Whether one more IP is worth taking (pure; pacing ``learn``, bought IPs).
+
+    ``capacity`` is what the IPs held (and those already promised to workers about to take
+    one) can still serve in their remaining lives under the learned allowance. While it
+    falls short of the work waiting, another IP is needed: IPs needed = work / per-IP
+    allowance, taken as the work shows itself. Example: 300 pages waiting, 4 IPs with 40 s
+    left at 1/s = 160 -> True; 9 such IPs (360) -> False.
+    """
+    return capacity < waiting_pages
+
+
 class Crew:
     """The run's workers: a count of those still running and the thrift decision.
 
@@ -55,8 +85,14 @@ class Crew:
     """
 
     def __init__(self, settings: Settings, tasks: TaskQueue, rate: RateController,
-                 sizes: Mapping[str, int], lists_pending: Callable[[], bool]) -> None:
+                 sizes: Mapping[str, int], lists_pending: Callable[[], bool],
+                 life: IpLife | None = None,
+                 unlisted_pages: Callable[[], int] = lambda: 0) -> None:
         self.settings = settings
+        self.unlisted_pages = unlisted_pages
+        self.life = life or IpLife(settings.ip_life, settings.ip_ttl)
+        self._promised: set[int] = set()  # admitted, no IP yet
+        self._pace: dict[int, tuple[float, int]] = {}  # per worker: IP held since, answers
         self.tasks = tasks
         self.rate = rate
         self.sizes = sizes
@@ -92,10 +128,81 @@ class Crew:
             slots = [s for i, s in self._holders.items() if i not in self._retired]
         return sum(1 for s in slots if s.live)
 
+    def gated(self) -> Learner | None:
+        """The learner when this crew sizes itself live (``learn``, the extraction API)."""
+        learner = self.rate.learner
+        return learner if learner is not None and self.settings.proxy == "api" else None
+
+    def admit(self, index: int, now: float) -> bool:
+        """Whether worker ``index``, holding no live IP, may take one now.
+
+        Live sizing (:func:`more_ips_needed`) over a horizon of :data:`HORIZON_SHARE` of an
+        IP's life: what the IPs held can serve in it (the learned rate times the part of
+        their life inside it), and the IPs promised (a fresh IP's burst plus the rate over
+        the horizon), against the pages waiting: the boards queued, and the stored boards
+        of the lists still to come. Always True without a learner or bought IPs. Decided
+        and promised under one lock, so two idle workers cannot both take the last IP
+        needed.
+        """
+        learner = self.gated()
+        if learner is None:
+            return True
+        rate = learner.allowance.rate  # proven: what every holder but the prober is paced at
+        if self.achieved(now) < SLOW_SHARE * rate:
+            # the IPs held answer slower than they may be asked (latency, a busy client: a
+            # worker has one request in flight): another IP would add age, not answers
+            with self._lock:
+                self._promised.discard(index)
+            return False
+        horizon = HORIZON_SHARE * self.life.estimate()
+        fresh = learner.per_life(horizon)
+        size = self.settings.page_size
+        waiting = self.unlisted_pages() + sum(expected_pages(t.board, self.sizes, size)
+                                              for t in self.tasks.pending())
+        with self._lock:
+            self._promised.discard(index)
+            capacity = 0.0
+            for i, slot in self._holders.items():
+                if i in self._retired:
+                    continue
+                held = slot.current
+                if held is not None and slot.live:
+                    left = held.born + self.life.estimate() - now
+                    capacity += rate * max(0.0, min(horizon, left))
+                elif i in self._promised:
+                    capacity += fresh
+            if not more_ips_needed(waiting, capacity):
+                return False
+            self._promised.add(index)
+        return True
+
+    def holding(self, index: int, proxy: Proxy, now: float) -> None:
+        """Worker ``index`` now holds ``proxy``: its promise is kept; its stated life heard."""
+        with self._lock:
+            self._promised.discard(index)
+            self._pace[index] = (now, 0)
+        self.life.stated(proxy.stated_life)
+
+    def answered(self, index: int) -> None:
+        """Worker ``index``'s IP answered one more request."""
+        with self._lock:
+            since, n = self._pace.get(index, (0.0, 0))
+            self._pace[index] = (since, n + 1)
+
+    def achieved(self, now: float) -> float:
+        """Requests a second one holder has been seen to get answered (the median over the
+        live holders with :data:`PACE_SAMPLES` answers or more; infinite when there is none,
+        so a crew whose IPs all ended always takes a new one)."""
+        with self._lock:
+            rates = sorted(n / (now - since) for i, (since, n) in self._pace.items()
+                           if n >= PACE_SAMPLES and now > since and i not in self._retired
+                           and self._holders[i].live)
+        return rates[len(rates) // 2] if rates else math.inf
+
     def spacing(self) -> float:
         """Seconds between two requests of one holder, as paced now."""
         s = self.settings
-        if s.pacing == "adaptive":
+        if s.pacing in ("adaptive", "learn"):
             return self.rate.spacing
         return (s.req_delay_min + s.req_delay_max) / 2
 

@@ -122,6 +122,10 @@ FIELDS: dict[str, Field] = {
                            "asks for workers + 1, later calls for the IPs awaited"),
     "max_ips": Field(int, 200, "never extract more IPs than this in one run"),
     "ip_ttl": Field(float, 45.0, "seconds an IP is used before rotating (capped by provider TTL)"),
+    "ip_life": Field(float, 60.0, "learn pacing, extraction API: seconds an IP is assumed to "
+                     "live until the provider states its lifetime or IPs are seen to die "
+                     "(the crew sizes itself by it; plans of 30 s to 25 min are documented, "
+                     "60 s the common short-lived one)"),
     "ip_ttl_jitter": Field(float, 0.15, "TTL jitter fraction so workers do not rotate together"),
     "ip_thrift": Field(float, 15.0, "extraction API: a worker whose IP expired or was evicted "
                        "takes a new one only while the boards waiting are at least this many "

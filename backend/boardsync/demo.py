@@ -23,7 +23,7 @@ from .upstream import DEFAULT_UPSTREAMS
 logger = logging.getLogger(__name__)
 
 #: Settings that are durations and therefore scale with the simulator's time scale.
-SCALED_KEYS = ("req_delay_min", "req_delay_max", "ip_ttl", "extract_interval",
+SCALED_KEYS = ("req_delay_min", "req_delay_max", "ip_ttl", "ip_life", "extract_interval",
                "connect_timeout", "read_timeout", "stagger", "max_age", "shutdown_timeout",
                "pacing_floor", "breaker_cooldown", "ip_thrift", "upstream_cooldown")
 

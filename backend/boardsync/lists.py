@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
-from .clock import Clock
+from .clock import Clock, parse_utc
 from .config import Settings
 from .errors import StorageError
 from .ledger import Ledger
@@ -70,6 +71,28 @@ class ListIntake:
         self.directory: dict[str, Any] | None = None  # code -> upstream.Entry, once read
         self.directory_reason = "not read (directory_url is empty)"
         self.before: dict[str, BoardRow] | None = None  # live boards before this run
+        self._stored_pages: dict[str, int] = {}  # per unlisted kind, from the stored boards
+        self.unlisted_pages = 0  # read by workers' threads: one int, replaced whole
+
+    def expect(self) -> None:
+        """Before the lists come in: the pages the stored boards of each kind will take
+        (their last member counts; boards a run would skip as fresh left out), so the crew
+        can size itself for the work before its lists arrive. Nothing stored: 0."""
+        if not self._guard("stored boards", self._snapshot):
+            return
+        s, now = self.settings, self.clock.wall()
+        for row in (self.before or {}).values():
+            if s.boards and row.code not in s.boards:
+                continue
+            fresh = row.synced_at is not None and not self.force and \
+                (now - parse_utc(row.synced_at)).total_seconds() < s.max_age
+            if not fresh:
+                pages = max(1, math.ceil((row.member_count or 1) / s.page_size))
+                self._stored_pages[row.kind] = self._stored_pages.get(row.kind, 0) + pages
+        self._recount()
+
+    def _recount(self) -> None:
+        self.unlisted_pages = sum(self._stored_pages.get(k, 0) for k in self.unlisted)
 
     def pending(self) -> bool:
         """True while a board list is still to come."""
@@ -121,6 +144,7 @@ class ListIntake:
                                 quoted=None)
         finally:
             self.unlisted.discard(listed.kind)
+            self._recount()
         self._after_each(progress, db_gone)
 
     def directory_read(self, read: DirectoryRead, progress: Any, db_gone: bool) -> None:
@@ -269,6 +293,7 @@ class ListIntake:
         Returns True when the failure was a spent quota (member fetches must stop).
         """
         self.unlisted.discard(failed.kind)
+        self._recount()
         self.missing = True
         quota = failed.quota
         if not (failed.status == S.INTERRUPTED and not user_stop):

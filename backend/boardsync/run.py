@@ -96,7 +96,10 @@ class Run:
         self.rate = RateController(self.pacing, learner_for(settings, clock)
                                    if self.pacing.mode == "learn" else None)
         self.workers, self.workers_why = resolve_workers(settings, self.rate.learner)
-        self.proxies = build_proxy_manager(settings, clock=clock, workers=self.workers,
+        # a crew sized live asks for the IPs awaited from the first call on
+        live = self.rate.learner is not None and settings.proxy == "api"
+        self.proxies = build_proxy_manager(settings, clock=clock,
+                                           workers=0 if live else self.workers,
                                            rng=random.Random(self.rng.random()))
         self.breaker = CircuitBreaker(settings.breaker_ips, settings.breaker_cooldown,
                                       clock=clock)
@@ -163,6 +166,7 @@ class Run:
         self.ledger = Ledger(self.summary, self.state, self.clock, self.metrics)
         self.lists = ListIntake(self.settings, self.store, self.ledger, self.tasks,
                                 self.clock, self.metrics, force=mode == "force")
+        self.lists.expect()
         self.state.save(force=True)
         return run_id
 
@@ -208,7 +212,9 @@ class Run:
         listers = min(n, len(s.kinds))
         logger.info("Run %s: listing %s with %d workers (%s)", run_id, ",".join(s.kinds), n,
                     self.workers_why)
-        crew = Crew(s, self.tasks, self.rate, self.lists.sizes, self.lists.pending)
+        lists = self.lists
+        crew = Crew(s, self.tasks, self.rate, lists.sizes, lists.pending,
+                    unlisted_pages=lambda: lists.unlisted_pages)
         ctx = WorkerContext(run_id=run_id, settings=s, clock=self.clock, tasks=self.tasks,
                             report=self.outcomes.put, proxies=self.proxies,
                             breaker=self.breaker, pacing=self.pacing, rate=self.rate,

@@ -44,7 +44,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
                                 "ip_thrift", "upstream_cooldown")),
 )
 #: Durations that must be strictly positive (a zero TTL or timeout cannot work).
-_POSITIVE = ("ip_ttl", "connect_timeout", "read_timeout")
+_POSITIVE = ("ip_ttl", "ip_life", "connect_timeout", "read_timeout")
 #: String keys with a fixed set of values.
 CHOICES: dict[str, tuple[str, ...]] = {
     "pacing": ("learn", "fixed", "adaptive"),
@@ -127,6 +127,7 @@ class Settings:
     extract_batch: int
     max_ips: int
     ip_ttl: float
+    ip_life: float
     ip_ttl_jitter: float
     ip_thrift: float
     connect_timeout: float

@@ -23,10 +23,10 @@ class Learned(Protocol):
     def per_life(self, life_s: float) -> float: ...
 
 
-#: Requests one sync is taken to need before its lists are read: the reference market's
-#: 905 pages plus its faults' retries. A bigger market only makes the first IPs' life the
-#: shorter part of the run; the crew's IP thrift stops extra workers at the end.
-DEMAND_GUESS = 1000
+#: Most worker threads a learning crew over bought IPs starts (:func:`workers_learned`):
+#: threads are cheap, an idle one takes no IP (the crew admits one while the work waiting
+#: exceeds what the IPs held can serve), so this caps only the IPs in use at once.
+MAX_WORKERS_LEARNED = 64
 
 #: Workers for ``proxy = direct``: every request leaves from this host's one IP, so each
 #: extra worker adds to the request rate that one identity shows the upstream.
@@ -91,12 +91,12 @@ def workers_learned(settings: Settings, learned: Learned) -> tuple[int, str]:
 
     One identity shared by every worker (direct, tunnel): twice the concurrency learned (at
     least 2, at most :data:`DEFAULT_WORKERS_UNPACED` x 2) -- the extra workers wait, and let a
-    concurrency probe be tried. Bought IPs: IPs needed = demand / per-IP allowance, where the
-    demand is :data:`DEMAND_GUESS` requests within one IP life and the per-IP allowance is
-    what the learned rule admits in ``ip_ttl``; at most what the provider can keep in use
-    (Little's law, ``extract_batch / extract_interval`` IPs a second times ``ip_ttl``, no
-    safety factor: the learner, not a margin, keeps IPs alive) and :data:`MAX_WORKERS_AUTO`.
-    Example: 1.0/s, burst 5, 60 s -> 65 per IP; 1000 / 65 -> 16 workers.
+    concurrency probe be tried. Bought IPs: the count is not fixed here but live
+    (:meth:`boardsync.crew.Crew.admit`): up to :data:`MAX_WORKERS_LEARNED` threads (at most
+    ``max_ips``) start, and an idle one takes an IP only while the pages waiting exceed
+    what the IPs held can still serve (IPs needed = work / per-IP allowance, re-read as the
+    allowance, the lists and the IPs' lifetime are learned). Example: 1.0/s, burst 5, IPs
+    living 60 s -> 65 requests per IP; 900 pages waiting -> 14 IPs.
     """
     rate, burst, conc = learned.current()
     if settings.proxy in ("direct", "tunnel"):
@@ -104,20 +104,18 @@ def workers_learned(settings: Settings, learned: Learned) -> tuple[int, str]:
         return n, (f"{n} workers: one identity ({settings.proxy}) shared by all; the learned "
                    f"allowance lets {conc} request(s) be in flight, so {n} workers keep it "
                    f"busy and the others wait (they are never sent beyond it)")
-    ttl = settings.ip_ttl
-    per_ip = max(1.0, learned.per_life(ttl))
-    needed = math.ceil(DEMAND_GUESS / per_ip)
-    interval = settings.extract_interval
-    supply = settings.extract_batch / interval if interval > 0 else DEFAULT_QPS_UNSPACED
-    little = max(1, math.floor(supply * ttl))
-    n = max(1, min(needed, little, MAX_WORKERS_AUTO))
+    life = settings.ip_life
+    per_ip = max(1.0, learned.per_life(life))
+    n = max(1, min(MAX_WORKERS_LEARNED, settings.max_ips))
     return n, (
-        f"{n} workers: the learned allowance admits {rate:.3g} req/s with a burst of "
-        f"{burst:g} per IP, so one IP serves about {per_ip:.0f} requests in its {ttl:g} s; "
-        f"IPs needed = {DEMAND_GUESS} requests / {per_ip:.0f} per IP = {needed}; the provider "
-        f"keeps at most {supply:.3g} IPs/s x {ttl:g} s = {little} in use; at most "
-        f"{MAX_WORKERS_AUTO}. Each extraction call asks for the IPs awaited (at most "
-        f"{settings.extract_batch}), never closer than {interval:g} s apart.")
+        f"up to {n} workers, sized live: the learned allowance admits {rate:.3g} req/s with a "
+        f"burst of {burst:g} per IP, so one IP serves about {burst:g} + {rate:.3g} x "
+        f"{life:g} s = {per_ip:.0f} requests in the {life:g} s an IP is taken to live "
+        f"(ip_life, until the provider states a lifetime or IPs are seen to die); an idle "
+        f"worker takes an IP only while the pages waiting exceed what the IPs held can still "
+        f"serve, so IPs needed = pages / {per_ip:.0f}. Each extraction call asks for the "
+        f"IPs awaited (at most {settings.extract_batch}), never closer than "
+        f"{settings.extract_interval:g} s apart.")
 
 
 def resolve_workers(settings: Settings, learned: Learned | None = None) -> tuple[int, str]:

@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=HasCode)
 R = TypeVar("R")
 
+#: Seconds an idle worker (no IP, none needed yet) waits before asking the crew again: as
+#: often as the manager looks at its outcomes, so a board waits no longer for it.
+IDLE_POLL_S = 0.05
+
 
 @dataclass(frozen=True)
 class WorkerContext:
@@ -109,6 +113,7 @@ class Worker:
         self._pages_ok = 0  # requests of the current board answered so far
         self._board: Board | None = None  # the board being fetched
         self._ip: Proxy | None = None
+        self._ip_served = 0  # requests the current IP answered (an IP that served can die)
         self._page_exc: BaseException | None = None  # last failure _page_failed handled
         ctx.crew.join(index, self.slot)
 
@@ -130,6 +135,10 @@ class Worker:
             return True
         if self.retired or ctx.fetch_stop.is_set():
             return False
+        if not self.slot.live and not ctx.crew.admit(self.index, ctx.clock.now()):
+            # the IPs held can serve the work waiting: take no IP (and no board) for now
+            ctx.clock.wait(ctx.fetch_stop, IDLE_POLL_S)
+            return not ctx.all_done.is_set()
         task = ctx.tasks.get(timeout=0.05)
         if task is None:
             return not ctx.fetch_stop.is_set() and not ctx.all_done.is_set()
@@ -171,8 +180,10 @@ class Worker:
             if learner is not None and self._ip is not None:
                 learner.released(self._ip.key)  # a probe it carried passes to a fresh one
             self._ip = current
+            self._ip_served = 0
             self.streak.reset()
             self.pacer.new_ip()
+            self.ctx.crew.holding(self.index, current, clock.now())
         if learner is None:
             self._wait(self.pacer.delay(clock.now()), stop)
             self.pacer.started(clock.now())
@@ -201,8 +212,13 @@ class Worker:
                 learner.failed(key, ctx.clock.now())
             raise
         ctx.metrics.on_request(ctx.clock.now() - started, None)
+        now = ctx.clock.now()
         if learner is not None:
-            learner.answered(key, ctx.clock.now())
+            learner.answered(key, now)
+        if self._ip is not None and self._ip.born:
+            ctx.crew.life.alive_at(now - self._ip.born)
+        self._ip_served += 1
+        ctx.crew.answered(self.index)
         self._pages_ok += 1
         self.streak.reset()
         ctx.breaker.record_success()
@@ -265,8 +281,11 @@ class Worker:
         if verdict is Verdict.ROTATE:
             logger.log(decision.log_level, "Worker %d: evicting %s after %s (%s)", self.index,
                        key, error_class, exc)
+            now = self.ctx.clock.now()
             if decision.ban_signal:
-                self.ctx.rate.on_ban(key, self.ctx.clock.now())
+                self.ctx.rate.on_ban(key, now)
+            elif error_class == "proxy_dead" and self._ip is not None and self._ip_served:
+                self.ctx.crew.life.died(now - self._ip.born)  # it served, then it ended
             self.slot.fail(error_class)
         # the route's failure (the upstream pool moves to another lane) is not the board's
         return verdict in (Verdict.OUTAGE, Verdict.ROUTE)

@@ -268,12 +268,19 @@ class ProxyManager:
             # One caller at a time reserves a slot *and* makes the call: a slot reserved while
             # an earlier call is still in flight could not honour that call's answer time.
             with self._extract_lock:
+                with self._cond:  # the call before ours may have pooled one for us
+                    proxy = self._take_pooled()
+                if proxy is not None:
+                    return proxy
                 self.bucket.acquire(stop_event)
                 with self._cond:
                     # Another thread may have pooled spare IPs while we queued on the bucket.
                     proxy = self._take_pooled()
                     if proxy is not None:
                         return proxy
+                    n = self._call_size(n)
+                    if n <= 0:
+                        return None  # the ration went to calls before ours
                     self._calls += 1
                 try:
                     endpoints = self.source.fetch(n)
@@ -300,6 +307,19 @@ class ProxyManager:
                     self.bucket.delay(self.bucket.interval_s)
             return self._admit(endpoints, n)
 
+    def _call_size(self, n: int) -> int:
+        """Lock held, calls serialised: the IPs this call asks for, decided when it is made.
+
+        Demand-sized calls ask for every caller waiting then (each arrived asking for one
+        while the others were still on their way; the pool is empty, or it would have
+        served us), within the batch and what ``max_ips`` leaves. Example: 17 workers
+        admitted at once, batch 20 -> one call for 17, not 17 calls for one.
+        """
+        left = self.max_ips - self._extracted
+        if self.demand_sized:
+            n = max(n, self._waiting)
+        return min(n, self.batch, left)
+
     def _admit(self, endpoints: list[ProxyEndpoint], n: int) -> Proxy | None:
         """Count and pool what the provider returned; hand one to the caller."""
         if len(endpoints) > n:
@@ -319,7 +339,7 @@ class ProxyManager:
                     logger.info("Proxy %s: re-issued while already held; skipped", ep.key)
                     continue
                 ttl = jittered_ttl(self.ttl_s, self.ttl_jitter, ep.ttl_s, self._rng)
-                fresh.append(Proxy(ep.key, ep.url(), t + ttl, ep.identity_hint))
+                fresh.append(Proxy(ep.key, ep.url(), t + ttl, ep.identity_hint, t, ep.ttl_s))
             if not fresh:
                 return None
             mine = fresh[0]
@@ -347,7 +367,8 @@ class ProxyManager:
                 self._calls += 1
                 self._extracted += 1
                 ttl = jittered_ttl(self.ttl_s, self.ttl_jitter, ep.ttl_s, self._rng)
-                p = Proxy(ep.key, ep.url(), self._clock.now() + ttl)
+                now = self._clock.now()
+                p = Proxy(ep.key, ep.url(), now + ttl, born=now, stated_life=ep.ttl_s)
                 self._in_use[p.key] = p
                 return p
             if shared is not None:

@@ -21,12 +21,16 @@ class Proxy:
     what the HTTP client uses (``None`` = connect directly) and may embed ``user:pass``, which is
     why ``repr`` shows the key only. ``expires_at`` is on the manager's clock (``Clock.now``).
     ``identity_hint`` is the exit IP when the provider tells us (it can differ from ``host``).
+    ``born`` is when it was extracted and ``stated_life`` the lifetime the provider stated
+    then (``None`` = not stated): the crew learns how long the provider's IPs live from them.
     """
 
     key: str
     url: str | None
     expires_at: float
     identity_hint: str | None = None
+    born: float = 0.0
+    stated_life: float | None = None
 
     def __repr__(self) -> str:
         return f"Proxy(key={self.key!r})"
