@@ -234,3 +234,46 @@ def test_a_sequential_burst_is_proven_only_as_far_as_the_refill_allows() -> None
         assert learner.reserve("a", t) == 0.0
         learner.answered("a", t + 0.35)
     assert learner.allowance.burst == 5 and learner.allowance.burst_refuted == 6
+
+
+def _at_proven_pace(learner: Learner, key: str, t: float, requests: int) -> float:
+    """``key`` sends ``requests`` at the learner's pace from ``t``; returns the time after."""
+    for _ in range(requests):
+        while (wait := learner.reserve(key, t)) > 0:
+            t += wait
+        t += 0.1
+        learner.answered(key, t)
+    return t
+
+
+def test_a_few_stray_bans_at_the_proven_rate_do_not_withdraw_it() -> None:
+    """Noise (a board's data:null judged a ban) on 3 of 40 identities paced at a proven
+    rate: counted, not believed; the rate stays."""
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.05, burst=5, burst_refuted=6),
+                      probe_bans=0)
+    t = 0.0
+    for i in range(40):
+        key = f"ip{i}"
+        stray = i % 13 == 5
+        t = _at_proven_pace(learner, key, t, 15 if stray else 30)
+        if stray:  # a stray ban mid-life
+            while (wait := learner.reserve(key, t)) > 0:
+                t += wait
+            learner.failed(key, t + 0.1)
+            learner.banned(key, t + 0.1)
+    assert learner.allowance.rate == 1.0
+    assert learner.allowance.bans == 3
+
+
+def test_a_limit_that_fell_is_believed_after_the_first_few_bans() -> None:
+    """The stored rate is above the upstream's new limit: nearly every identity is banned
+    mid-life, and the rate is withdrawn after the second one."""
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.05, burst=5, burst_refuted=6),
+                      probe_bans=0)
+    t = _at_proven_pace(learner, "ip0", 0.0, 20)  # the day's first IP lived its life
+    for i in range(1, 3):
+        key = f"ip{i}"
+        t = _at_proven_pace(learner, key, t, 8 + i)
+        learner.failed(key, t)
+        learner.banned(key, t)
+    assert learner.allowance.rate < 1.0 and not learner.allowance.windows

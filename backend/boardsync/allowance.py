@@ -56,8 +56,13 @@ UNSEEN_BURST = 10
 HALF_LIFE_S = 86400.0
 #: Share of a run's IPs that probing may cost (issue 14: at most about 5 %).
 PROBE_SHARE = 0.05
-#: Bans at the proven allowance believed only once this many more have followed.
-UNCORROBORATED = 1
+#: Bans at the proven allowance are believed (the rate withdrawn) only once at least this
+#: many were seen, and on at least :data:`UNEXPLAINED_SHARE` of the identities started
+#: since: a proven rate is a lower bound shown by an identity's history, so a ban at it is
+#: a board's or an IP's own (data:null, a re-issued IP) unless it keeps happening. A limit
+#: that really fell bans most identities, and is believed after the first few.
+UNEXPLAINED_MIN = 2
+UNEXPLAINED_SHARE = 0.25
 #: Most distinct identities whose history is kept (older ones are forgotten first).
 MAX_IDENTITIES = 4096
 PARAMS = ("rate", "burst", "concurrency")  # probed in this order, one at a time
@@ -143,6 +148,7 @@ class Learner:
         self.evidence = 0  # admitted requests that tested the probe
         self.max_count = 0  # most requests any identity had admitted without a ban
         self.unexplained = 0  # bans at proven values not yet corroborated
+        self.started = 0  # identities that sent their first request since the last withdrawal
         self.generation = 0  # bumped at every change of the allowance in force
         self.prober: str | None = None  # the one identity paced at the probed value
         self._wall = wall
@@ -236,6 +242,7 @@ class Learner:
             ident.in_flight += 1
             if ident.first is None:
                 ident.first = now
+                self.started += 1
             return 0.0
 
     # -- signals --
@@ -371,18 +378,19 @@ class Learner:
             a = dataclasses.replace(a, burst=max(1, count), burst_refuted=a.burst)
             logger.info("Pacing: ban within the burst after %d requests: burst now %d", count,
                         a.burst)
-        elif count >= self.max_count:
+        elif count >= self.max_count and count > a.burst + 1:
             window = (max(1, count), round(max(2.0 * span, 1.0), 3))
             a = dataclasses.replace(a, windows=(*a.windows, window))
             logger.info("Pacing: ban with nothing probed after %d requests in %.1f s: a limit "
                         "beyond the bucket; learned a window of %d per %g s", count, span,
                         *window)
-        elif self.unexplained < UNCORROBORATED:
+        elif self.unexplained + 1 < max(UNEXPLAINED_MIN, UNEXPLAINED_SHARE * self.started):
             # one ban on an identity paced at proven values may be its own (a board that
             # answers data:null, an IP banned before): counted, not yet believed
             self.unexplained += 1
-            logger.info("Pacing: ban at the proven allowance after %d requests; withdrawn "
-                        "if another follows", count)
+            logger.info("Pacing: ban at the proven allowance after %d requests (%d of %d "
+                        "identities since): not believed yet", count, self.unexplained,
+                        self.started)
             self._changed(dataclasses.replace(a, bans=a.bans + 1))
             return
         else:
@@ -390,7 +398,7 @@ class Learner:
             a = dataclasses.replace(a, rate=max(refuted / 2, MIN_RATE), rate_refuted=refuted)
             logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
                         a.rate)
-        self.unexplained = 0
+        self.unexplained = self.started = 0
         self._changed(dataclasses.replace(a, bans=a.bans + 1))
         self._next_probe()
 
