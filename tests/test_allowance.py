@@ -183,7 +183,7 @@ def test_burst_shown_takes_the_refill_off_a_sequential_burst() -> None:
 def test_only_one_identity_runs_above_the_proven_allowance() -> None:
     """A probe is carried by one fresh identity; every other one is paced at proven values,
     so a probe that is too fast costs one IP, not one per worker."""
-    learner = Learner(Allowance(rate=1.0), probe_bans=5)
+    learner = Learner(Allowance(rate=1.0, burst_refuted=12), probe_bans=5)  # burst bounded
     assert learner.probe == "rate" and learner.value == 2.0
     for key in ("a", "b", "c"):
         assert learner.reserve(key, 0.0) == 0.0
@@ -210,8 +210,9 @@ def test_a_ban_off_the_prober_does_not_refute_the_probe() -> None:
 
 def test_the_rate_rises_with_the_probers_history_and_the_probe_follows() -> None:
     """A prober paced at 2/s for about 60 s without a ban shows (121 - 11) / 60 = 1.83/s,
-    within 10 % of the probe: the proven rate rises to it, the next prober probes from there."""
-    learner = Learner(Allowance(rate=1.0), probe_bans=5)
+    within 10 % of the probe: the proven rate rises to it, the next prober probes from there.
+    (A burst bounded at 11 by an earlier burst probe: B = 11.)"""
+    learner = Learner(Allowance(rate=1.0, burst_refuted=12), probe_bans=5)
     t = 0.0
     while (t == 0.0 or learner.prober == "a") and t < 120.0:  # until the probe is shown
         assert learner.reserve("a", t) == 0.0
@@ -277,3 +278,36 @@ def test_a_limit_that_fell_is_believed_after_the_first_few_bans() -> None:
         learner.failed(key, t)
         learner.banned(key, t)
     assert learner.allowance.rate < 1.0 and not learner.allowance.windows
+
+
+def test_bought_ips_bound_the_burst_first_in_one_jump() -> None:
+    """A fresh learner over bought IPs probes the burst first: one identity sends back to
+    back up to proven + 10; refused after 5, the burst is at most 5 (one IP spent). The rate
+    is probed next, and its evidence then takes at most 5 requests as the burst's."""
+    learner = Learner(Allowance(rate=1.0), probe_bans=5)
+    assert learner.probe == "burst" and learner.value == 11.0
+    rule = Rule(rate=1.0, burst=5)
+    t = 0.0
+    while True:
+        assert learner.reserve("a", t) == 0.0  # back to back: the probe allows 11 at once
+        if not rule.admit(t):
+            learner.failed("a", t + 0.05)
+            learner.banned("a", t + 0.05)
+            break
+        learner.answered("a", t + 0.05)
+        t += 0.05
+    assert learner.allowance.burst_refuted == 6  # 5 admitted, the 6th refused
+    assert learner.allowance.burst == 1  # nothing proven above the start yet
+    assert learner.probe == "rate"
+    assert learner.allowance.per_life(60.0) == 1 + 60.0  # paced as before: proven values
+
+
+def test_a_burst_jump_admitted_whole_waits_for_the_rate() -> None:
+    """Eleven admitted back to back bound nothing (the refill may have helped): the burst is
+    left for later and the rate is probed."""
+    learner = Learner(Allowance(rate=1.0), probe_bans=5)
+    for i in range(11):
+        assert learner.reserve("a", i * 0.01) == 0.0
+        learner.answered("a", i * 0.01 + 0.005)
+    assert learner.probe == "rate"
+    assert learner.allowance.burst_refuted == 0 and learner.allowance.burst == 1

@@ -65,7 +65,13 @@ UNEXPLAINED_MIN = 2
 UNEXPLAINED_SHARE = 0.25
 #: Most distinct identities whose history is kept (older ones are forgotten first).
 MAX_IDENTITIES = 4096
-PARAMS = ("rate", "burst", "concurrency")  # probed in this order, one at a time
+#: Probed in this order, one at a time. A shared identity (direct, tunnel) probes the rate
+#: first: a ban there stops every worker for the ban's length.
+PARAMS = ("rate", "burst", "concurrency")
+#: Bought IPs probe the burst first, in one jump to the most a burst may hide: the ban that
+#: ends it costs one IP and bounds the burst (k admitted back to back, then refused: at most
+#: k), which the rate's evidence needs (docs/BENCHMARKS.md, "The learner").
+PER_IP = ("burst", "rate")
 #: A prober not heard of for this many proven spacings has ended (its IP expired): the next
 #: fresh identity takes the probe over.
 QUIET_SPACINGS = 10.0
@@ -141,7 +147,9 @@ class Learner:
                  save: Callable[[Allowance], None] | None = None) -> None:
         self.allowance = allowance or Allowance()
         self.probe_bans = max(0, probe_bans)
-        self.params = PARAMS if shared else PARAMS[:2]
+        self.shared = shared
+        self.params = PARAMS if shared else PER_IP
+        self.burst_deferred = False  # a burst jump was all admitted: wait for a rate bound
         self.spent = 0  # bans spent on probes
         self.probe: str | None = None
         self.value = 0.0  # the probed value
@@ -195,8 +203,8 @@ class Learner:
         if held is not None and held.stamp is not None and \
                 now - held.stamp < QUIET_SPACINGS / self.allowance.rate:
             return
-        if ident.first is None or self.params is PARAMS:
-            value = next_probe(self.probe, self.allowance)  # from what is proven by now
+        if ident.first is None or self.shared:
+            value = self._probe_value(self.probe, self.allowance)  # from what is proven by now
             if value is None:
                 self._next_probe()
                 if self.probe is None:
@@ -334,6 +342,12 @@ class Learner:
         if self.probe == "burst":
             if ident.count < int(v):
                 return
+            if not self.shared and not a.rate_refuted:  # no bound on the refill: nothing
+                logger.info("Pacing: burst %g admitted, but nothing bounds the refill yet; "
+                            "the burst waits for the rate", v)
+                self.burst_deferred = True
+                self._next_probe()
+                return
             shown = burst_shown(ident.count, span, a.rate_refuted or 2 * a.rate)
             if shown >= int(v):
                 self._accept()
@@ -368,8 +382,8 @@ class Learner:
             v = self.value
             if self.probe == "rate":
                 a = dataclasses.replace(a, rate_refuted=v)
-            elif self.probe == "burst":
-                a = dataclasses.replace(a, burst_refuted=int(v))
+            elif self.probe == "burst":  # k admitted, then refused: the burst is at most k
+                a = dataclasses.replace(a, burst_refuted=min(int(v), max(a.burst, count) + 1))
             else:
                 a = dataclasses.replace(a, concurrency_refuted=int(v))
             logger.info("Pacing: ban while probing %s %g: refuted (%d of %d probe bans "
@@ -409,10 +423,20 @@ class Learner:
         if self.spent >= self.probe_bans:
             return
         for param in self.params:
-            value = next_probe(param, self.allowance)
+            value = self._probe_value(param, self.allowance)
             if value is not None:
                 self.probe, self.value = param, value
                 return
+
+    def _probe_value(self, param: str, a: Allowance) -> float | None:
+        """:func:`next_probe`, but a bought IP's burst is first probed in one jump (proven +
+        :data:`UNSEEN_BURST`), and is bisected only once a refuted rate bounds the refill
+        that helps a burst sent request after request."""
+        if param != "burst" or self.shared or a.rate_refuted:
+            return next_probe(param, a)
+        if a.burst_refuted or self.burst_deferred:
+            return None
+        return float(a.burst + UNSEEN_BURST)
 
     def _changed(self, a: Allowance) -> None:
         self.allowance = dataclasses.replace(a, learned_at=self._wall())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -30,10 +31,12 @@ logger = logging.getLogger(__name__)
 #: of it would leave a second generation of IPs for the lists' delay and the slowest board
 #: (IPs beyond the bound); much less would take IPs the learned allowance could spare.
 HORIZON_SHARE = 0.75
-#: Answers an IP must have had before its pace says anything about the crew's.
-PACE_SAMPLES = 5
-#: Holders answered at less than this share of the rate they may be asked at are held back
-#: by something else than the allowance (latency, the client's own CPU): no IP is added.
+#: The crew's latest answers its throughput is measured over.
+PACE_SAMPLES = 100
+#: No IP is added while the IPs held (and promised) could be kept busy by the crew's
+#: throughput at this share of the rate they may be asked at: more holders than that are
+#: held back by something else than the allowance (latency, the client's own CPU), and a
+#: new IP would add age, not answers.
 SLOW_SHARE = 0.5
 
 
@@ -92,7 +95,7 @@ class Crew:
         self.unlisted_pages = unlisted_pages
         self.life = life or IpLife(settings.ip_life, settings.ip_ttl)
         self._promised: set[int] = set()  # admitted, no IP yet
-        self._pace: dict[int, tuple[float, int]] = {}  # per worker: IP held since, answers
+        self._answers: deque[float] = deque(maxlen=PACE_SAMPLES)  # the crew's latest answers
         self.tasks = tasks
         self.rate = rate
         self.sizes = sizes
@@ -148,12 +151,7 @@ class Crew:
         if learner is None:
             return True
         rate = learner.allowance.rate  # proven: what every holder but the prober is paced at
-        if self.achieved(now) < SLOW_SHARE * rate:
-            # the IPs held answer slower than they may be asked (latency, a busy client: a
-            # worker has one request in flight): another IP would add age, not answers
-            with self._lock:
-                self._promised.discard(index)
-            return False
+        most = self.throughput(now) / (SLOW_SHARE * rate)  # holders the client can keep busy
         horizon = HORIZON_SHARE * self.life.estimate()
         fresh = learner.per_life(horizon)
         size = self.settings.page_size
@@ -171,33 +169,33 @@ class Crew:
                     capacity += rate * max(0.0, min(horizon, left))
                 elif i in self._promised:
                     capacity += fresh
-            if not more_ips_needed(waiting, capacity):
+            busy = sum(1 for i, slot in self._holders.items()
+                       if i not in self._retired and (slot.live or i in self._promised))
+            if busy >= most or not more_ips_needed(waiting, capacity):
                 return False
             self._promised.add(index)
         return True
 
-    def holding(self, index: int, proxy: Proxy, now: float) -> None:
+    def holding(self, index: int, proxy: Proxy) -> None:
         """Worker ``index`` now holds ``proxy``: its promise is kept; its stated life heard."""
         with self._lock:
             self._promised.discard(index)
-            self._pace[index] = (now, 0)
         self.life.stated(proxy.stated_life)
 
-    def answered(self, index: int) -> None:
-        """Worker ``index``'s IP answered one more request."""
+    def answered(self, now: float) -> None:
+        """One request of the crew was answered at ``now``."""
         with self._lock:
-            since, n = self._pace.get(index, (0.0, 0))
-            self._pace[index] = (since, n + 1)
+            self._answers.append(now)
 
-    def achieved(self, now: float) -> float:
-        """Requests a second one holder has been seen to get answered (the median over the
-        live holders with :data:`PACE_SAMPLES` answers or more; infinite when there is none,
-        so a crew whose IPs all ended always takes a new one)."""
+    def throughput(self, now: float) -> float:
+        """Answers a second the whole crew got lately (its last :data:`PACE_SAMPLES`;
+        infinite before that many). Kept across IPs ending, so a crew whose IPs all expired
+        together does not forget how much its client could do."""
         with self._lock:
-            rates = sorted(n / (now - since) for i, (since, n) in self._pace.items()
-                           if n >= PACE_SAMPLES and now > since and i not in self._retired
-                           and self._holders[i].live)
-        return rates[len(rates) // 2] if rates else math.inf
+            if len(self._answers) < PACE_SAMPLES:
+                return math.inf
+            span = now - self._answers[0]
+            return (len(self._answers) - 1) / span if span > 0 else math.inf
 
     def spacing(self) -> float:
         """Seconds between two requests of one holder, as paced now."""

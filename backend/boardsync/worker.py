@@ -183,7 +183,7 @@ class Worker:
             self._ip_served = 0
             self.streak.reset()
             self.pacer.new_ip()
-            self.ctx.crew.holding(self.index, current, clock.now())
+            self.ctx.crew.holding(self.index, current)
         if learner is None:
             self._wait(self.pacer.delay(clock.now()), stop)
             self.pacer.started(clock.now())
@@ -218,7 +218,7 @@ class Worker:
         if self._ip is not None and self._ip.born:
             ctx.crew.life.alive_at(now - self._ip.born)
         self._ip_served += 1
-        ctx.crew.answered(self.index)
+        ctx.crew.answered(now)
         self._pages_ok += 1
         self.streak.reset()
         ctx.breaker.record_success()
