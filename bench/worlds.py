@@ -42,10 +42,6 @@ from boardsync.sim.hosts import CLIST_HOSTS, RouteTable  # noqa: E402
 from boardsync.sim.world import draw_world  # noqa: E402
 from boardsync.store import Store  # noqa: E402
 
-#: The learner's settings (not the shipped default yet: docs/BENCHMARKS.md says why).
-LEARN: dict[str, Any] = {"pacing": "learn", "workers": 0, "extract_batch": 20,
-                         "ip_ttl": 300.0, "ip_ttl_jitter": 0.0, "stagger": 0.0}
-
 
 def healthy_host(s: Scenario) -> str:
     """The first clist host whose ``api`` route the world leaves ``ok`` for every client."""
@@ -76,7 +72,7 @@ def one_world(s: Scenario, proxy: str, scale: float, seed: int, sets: dict[str, 
         empty = Path(tmp) / "empty.toml"
         empty.write_text("")
         flags = {"db_url": db_url, "state_path": f"{tmp}/state.json", "progress": "none",
-                 "force": True} | LEARN | sets
+                 "force": True} | sets  # the shipped defaults: the learner
         base = load_settings(flags, env={}, config_path=empty)
         with simulated(base, s, time_scale=scale, seed=seed, proxy=proxy, tls=False) as (
                 settings, sim):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from boardsync.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from helpers import FakeClock
 
@@ -89,3 +91,24 @@ def test_disabled_breaker_never_opens() -> None:
     for ip in "abcdefgh":
         assert not b.record_failure("connection", ip)
     assert b.before_request()
+
+
+def test_a_probe_abandoned_by_its_owner_is_free_again_and_only_its_owner_frees_it() -> None:
+    """A worker that claimed the half-open probe and then retired (or was stopped) sends
+    nothing: unless it gives the probe back, no request ever closes the breaker."""
+    clock = FakeClock(100.0)
+    b = CircuitBreaker(distinct_ips=2, cooldown=10, clock=clock)
+    b.record_failure("connection", "a")
+    b.record_failure("connection", "b")
+    clock.advance(10)
+    assert b.before_request() is True  # this thread holds the probe
+
+    other = threading.Thread(target=b.abandon)  # another thread cannot free it
+    other.start()
+    other.join()
+    assert b.before_request() is False
+
+    b.abandon()
+    assert b.state == HALF_OPEN and b.before_request() is True  # the next caller probes
+    b.record_success()
+    assert b.state == CLOSED

@@ -11,6 +11,7 @@ from boardsync.errors import (
     ConfigError,
     ConnectionFailed,
     FetchTimeout,
+    ProxyDead,
     Refused,
     RoutesRefused,
     Unreachable,
@@ -167,3 +168,44 @@ def test_a_captcha_or_an_rc_error_is_the_ips_not_the_lanes() -> None:
 
     assert not counts_against_lane(Captcha("slider captcha page"))
     assert not counts_against_lane(RcError("rc 102"))
+
+
+def test_an_ips_end_takes_back_the_failures_it_caused_since_its_last_answer() -> None:
+    """An IP kept until it dies fails its last request (its connection closed), a banned
+    one has its connections closed: once it is seen to end with no answer since, the lanes
+    get their health back; another IP's failure and a failure before an answer stay."""
+    clock = FakeClock()
+    p = pool(A, W, clock=clock)
+    a, w = p.lanes
+    p.succeeded(a, "ip1")
+    p.succeeded(a, "ip2")
+    p.failed(a, "ip1", ConnectionFailed("closed"))
+    assert p.choose("ip3") is w  # a cools for 30 s
+    p.failed(w, "ip1", ConnectionFailed("closed"))
+    p.failed(a, "ip1", ProxyDead("refused by the proxy"))  # the IP died
+    rows = {r["route"]: r for r in p.snapshot()}
+    assert rows["api"]["failed"] == 0 and rows["api"]["cooling_s"] == 0
+    assert p.choose("ip3") is a  # 2/3 beats w's untried 1/2 again
+    # ip2's failure is the lane's until ip2 ends; a later answer keeps it for good
+    p.failed(a, "ip2", FetchTimeout("slow"))
+    p.succeeded(w, "ip2")
+    p.forgive("ip2")
+    assert {r["route"]: r for r in p.snapshot()}["api"]["failed"] == 1
+    # a ban ends an IP too, and so does its worker letting it go
+    p.succeeded(a, "ip4")
+    p.failed(a, "ip4", ConnectionFailed("closed"))
+    p.failed(a, "ip4", Blocked("403", status=403))
+    p.succeeded(a, "ip5")
+    p.failed(w, "ip5", ConnectionFailed("closed"))
+    p.forgive("ip5")
+    rows = {r["route"]: r for r in p.snapshot()}
+    assert rows["api"]["failed"] == 1 and rows["webguest"]["failed"] == 0
+
+
+def test_a_fresh_ips_failures_stay_witnesses_when_it_is_let_go() -> None:
+    p = pool(A, W)
+    a, _ = p.lanes
+    for ip in ("ip1", "ip2", "ip3"):
+        p.failed(a, ip, ConnectionFailed("closed"))
+        p.forgive(ip)  # let go after failing everywhere: still a witness against a
+    assert p.health[a].state == "refused"

@@ -223,7 +223,7 @@ def _outage_run(db_url: str, tmp_path: Path, kind: str, outage_s: float,
 @pytest.mark.parametrize("kind", ["502", "reset"])
 def test_upstream_outage_opens_breaker_ips_stay_constant_then_completes(
         tmp_path: Path, kind: str) -> None:
-    results = {}
+    results, opened = {}, {}
     for outage_s in (0.5, 2.0):
         db = tmp_path / f"o{outage_s}"
         db.mkdir()
@@ -233,13 +233,16 @@ def test_upstream_outage_opens_breaker_ips_stay_constant_then_completes(
         assert summary.status == "ok", summary
         assert summary.failed == 0
         assert_exact(url, truth)
-        results[outage_s] = ips
+        results[outage_s], opened[outage_s] = ips, opens
         record(f"outage_{kind}_{outage_s}s", {"ips": ips, "breaker_opens": opens,
                                               "faults": _last_faults[0]})
-    short, long = results[0.5], results[2.0]
-    # At most one fresh IP per worker as the breaker opens, plus one per (backed-off) probe.
-    assert short <= 4 + 4 and long <= 4 + 4, results
-    assert long <= short + 2, results
+    # At most one fresh IP per worker (4) as the breaker opens, plus one per probe; probes
+    # back off exponentially, so 4x the outage adds at most 2 opens, not 4x the IPs (how many
+    # IPs the short outage happened to need depends on the machine's load, so the long one is
+    # bounded by its own opens, not by the short one's IPs).
+    for outage_s, ips in results.items():
+        assert ips <= 4 + opened[outage_s], (results, opened)
+    assert opened[2.0] <= opened[0.5] + 2, opened
 
 
 @pytest.mark.slow

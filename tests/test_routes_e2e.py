@@ -24,6 +24,7 @@ from boardsync.errors import RoutesRefused, UpstreamUnreachable
 from boardsync.run import Run
 from boardsync.sim import Simulator, load_scenario
 from boardsync.store import Store
+from boardsync.upstream.pool import REFUSAL_WITNESSES
 
 pytest.importorskip("trustme", reason="the simulator's HTTPS needs the tls extra")
 
@@ -47,6 +48,13 @@ def exact(settings: Settings, sim: Simulator) -> bool:
     return all(store.member_codes(c) == set(sim.truth()[c]) for c in CODES)
 
 
+def ip_ends(summary: Any, counters: dict[str, Any]) -> int:
+    """The most requests IPs' own ends may fail: an IP kept until it dies (learn pacing)
+    fails its last request, and a probe refused by a ban has its connections closed, up to
+    the four in a row that let an IP go."""
+    return counters["ips_expired"] + 4 * summary.errors.get("blocked", 0)
+
+
 def test_first_route_refusing_python_completes_exactly_on_another_route(
         tmp_path: Path) -> None:
     with world(tmp_path, (("29.push2/api", "refuse:library"),), transport="requests") as (
@@ -55,15 +63,20 @@ def test_first_route_refusing_python_completes_exactly_on_another_route(
         c = sim.counters()
         ok = exact(settings, sim)
     assert summary.status == "ok" and summary.ok == 3 and ok
-    # the refusal was the route's: no IP was evicted for it (proxy_dead: IPs the provider
-    # expired before their TTL, as in the clean world without refusals)
-    assert summary.errors.get("refused", 0) <= 2 and "connection" not in summary.errors
-    assert c["refused_by_route"]["29.push2/api"] <= 2  # the listers' first requests
+    # the refusal was the route's: no IP was evicted for it; connections closed otherwise
+    # were IPs' ends (as in the clean world without refusals)
+    assert summary.errors.get("refused", 0) <= REFUSAL_WITNESSES
+    assert summary.errors.get("connection", 0) <= ip_ends(summary, c), summary.errors
+    # the first requests of the fresh IPs that start together (the three listers): at most
+    # the witnesses that refuse the lane for the run
+    assert c["refused_by_route"]["29.push2/api"] <= REFUSAL_WITNESSES
     answered = {k: v - c["refused_by_route"].get(k, 0) for k, v in c["requests_by_route"].items()
                 if k != "quote/directory"}
     assert answered["29.push2/api"] == 0
-    assert answered["29.push2/webguest"] > 0 and sum(answered.values()) == answered[
-        "29.push2/webguest"]  # every answer came from the next route
+    # every answer came from the next route (another lane carries only requests failed by
+    # an IP's end, while the next route cooled for it)
+    assert answered["29.push2/webguest"] > 0
+    assert sum(answered.values()) - answered["29.push2/webguest"] <= ip_ends(summary, c)
     hosts = {(h["host"], h["route"]): h for h in summary.hosts}
     assert hosts[("29.push2.eastmoney.com", "api")]["ok"] == 0
     assert hosts[("29.push2.eastmoney.com", "webguest")]["ok"] > 0
@@ -78,24 +91,32 @@ def test_first_route_refusing_python_completes_by_the_browser_on_that_route(
         c = sim.counters()
         ok = exact(settings, sim)
     assert summary.status == "ok" and summary.ok == 3 and ok
-    assert summary.errors.get("refused", 0) <= 2 and "connection" not in summary.errors
-    assert set(c["requests_by_route"]) - {"quote/directory"} == {"29.push2/api"}  # it stayed
-    assert c["requests_by_fingerprint"]["library"] == c["refused_by_route"]["29.push2/api"] <= 2
+    assert summary.errors.get("refused", 0) <= REFUSAL_WITNESSES
+    assert summary.errors.get("connection", 0) <= ip_ends(summary, c), summary.errors
+    routes = c["requests_by_route"]
+    elsewhere = sum(routes.values()) - routes["quote/directory"] - routes["29.push2/api"]
+    assert elsewhere <= ip_ends(summary, c), routes  # it stayed
+    refused = c["refused_by_route"]["29.push2/api"]
+    assert refused <= REFUSAL_WITNESSES
+    # Python's requests: the refused ones, and those IPs' ends elsewhere
+    assert refused <= c["requests_by_fingerprint"]["library"] <= refused + elsewhere
     assert c["requests_by_fingerprint"]["browser"] >= summary.ok  # every board by browser
 
 
-def test_every_route_refusing_ends_with_its_own_exit_code_after_at_most_5_ips(
+def test_every_route_refusing_ends_with_its_own_exit_code_after_at_most_6_ips(
         tmp_path: Path) -> None:
     # A fresh IP tries the 20 lanes before it is let go; each TLS handshake through a tunnel
-    # is real CPU time, not scaled, so the world runs slow enough that an IP's scaled 45 s
-    # TTL covers its walk on a loaded machine too (as 45 real seconds do in production).
+    # is real CPU time, not scaled, so the world runs slow enough that an IP's scaled life
+    # covers its walk on a loaded machine too (as real seconds do in production).
     with world(tmp_path, (("*/*", "refuse"),), scale=0.1) as (settings, sim):
         run = Run(settings)
         with pytest.raises(RoutesRefused) as info:
             run.run()
         c = sim.counters()
     assert for_error(info.value) == EXIT_REFUSED == 6
-    assert c["ips_issued"] <= 5
+    # three fresh IPs walk every lane (the witnesses), one reads the directory, and a lister
+    # whose walk ends before the others' may take one more each before the verdict: 3 + 1 + 2
+    assert c["ips_issued"] <= 6
     assert run.summary.status == "partial" and run.summary.stop_reason
     line = error_line(info.value)
     assert "\n" not in line and "fresh IPs" in line

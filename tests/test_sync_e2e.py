@@ -249,9 +249,14 @@ def test_https_through_connect_tunnels_verified_against_the_simulator_ca(
     assert counters["gateway_tunnels"] >= 1  # CONNECT, as through a real provider
     assert "127.0.0.1" not in counters["requests_by_identity"]  # every request via an exit
     assert counters["requests_by_fingerprint"]["library"] == counters["requests"]
-    # the healthiest lane, and the board directory once
-    assert set(counters["requests_by_route"]) == {"29.push2/api", "quote/directory"}
-    assert counters["requests_by_route"]["quote/directory"] == 1
+    # every answer from the healthiest lane, and the board directory once; another lane may
+    # carry the odd request while the first cools after an IP's end (its death or a refused
+    # probe closes the connection), a failure taken back once the IP is let go
+    answered = {(h["host"], h["route"]) for h in summary.hosts if h["ok"]}
+    assert answered == {("29.push2.eastmoney.com", "api")}, summary.hosts
+    routes = counters["requests_by_route"]
+    assert routes["quote/directory"] == 1
+    assert routes["29.push2/api"] >= sum(routes.values()) - 1 - 3, routes
 
 
 def test_a_ca_bundle_that_is_not_a_file_is_a_config_error(tmp_path: Path) -> None:

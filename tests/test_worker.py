@@ -7,6 +7,7 @@ Each test builds one :class:`~boardsync.worker.Worker` over a real queue, a real
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -18,10 +19,10 @@ import pytest
 from boardsync.breaker import CircuitBreaker
 from boardsync.config import Settings, load_settings
 from boardsync.crew import Crew
-from boardsync.errors import ConnectionFailed, HTTPStatusError
+from boardsync.errors import ConnectionFailed, HTTPStatusError, ProxyDead
 from boardsync.metrics import RunMetrics
 from boardsync.models import Board
-from boardsync.outcomes import Failed, Fetched, Listed, Outcome, Retrying
+from boardsync.outcomes import DirectoryRead, Failed, Fetched, Listed, Outcome, Retrying
 from boardsync.pacing import PacingConfig, RateController
 from boardsync.proxy import LeakyBucket, ProxyManager, StaticListSource
 from boardsync.queue import LocalTaskQueue, Task
@@ -34,6 +35,7 @@ from boardsync.upstream import (
     members_query,
     proxy_key,
 )
+from boardsync.upstream.transport import Reply
 from boardsync.worker import Worker, WorkerContext
 from helpers import FakeClock
 
@@ -232,3 +234,38 @@ def test_without_a_next_ip_the_board_goes_back_and_the_quota_is_reported(
     assert rig.worker.loop()
     assert [type(o).__name__ for o in rig.reported] == ["QuotaOut"]
     assert rig.tasks.pending() == [Task(0, BOARD)]  # nothing lost
+
+
+class DeadThenServing:
+    """A transport whose first ``dead`` GETs find the proxy dead, then serves ``body``."""
+
+    name = "requests"
+
+    def __init__(self, dead: int, body: bytes) -> None:
+        self.dead, self.body = dead, body
+        self.via: list[str] = []
+
+    def send(self, url: str, **kw: Any) -> Reply:
+        self.via.append(kw["key"])
+        if len(self.via) <= self.dead:
+            raise ProxyDead(f"proxy failed for {url} via {kw['key']}: refused")
+        return Reply(200, {}, self.body)
+
+
+@pytest.mark.parametrize("dead", [1, 2])
+def test_a_dead_proxy_under_the_directory_is_let_go_and_the_read_asked_on_a_fresh_ip(
+        tmp_path: Path, dead: int) -> None:
+    """A proxy that refuses the connection is dead whatever the host: it does not count as
+    one of the directory's attempts (an IP kept until it dies may end under this read)."""
+    body = json.dumps({"bklist": [{"market": 90, "code": "BK0475", "name": "银行",
+                                   "type": 2, "flag": 0}]}).encode()
+    transport = DeadThenServing(dead, body)
+    upstream = ScriptedUpstream(market())
+    upstream.transport = lambda name: transport  # type: ignore[method-assign]
+    rig = Rig(tmp_path, upstream, kinds=("directory",))
+    assert rig.worker.loop()
+    (read,) = rig.reported
+    assert isinstance(read, DirectoryRead) and read.entries is not None
+    assert set(read.entries) == {"BK0475"}
+    assert len(set(transport.via)) == dead + 1  # each dead IP let go, then a fresh one
+    assert rig.proxies.stats().failed == dead

@@ -55,6 +55,7 @@ class CircuitBreaker:
         self._failed_ips: set[str] = set()
         self._failures = 0
         self._probe_out = False
+        self._probe_owner = 0  # the thread that holds the half-open probe
         self._lock = threading.Lock()
 
     def wait_time(self) -> float:
@@ -80,8 +81,17 @@ class CircuitBreaker:
                 logger.info("Breaker: half-open, letting one probe through")
             if self.state == HALF_OPEN and not self._probe_out:
                 self._probe_out = True
+                self._probe_owner = threading.get_ident()
                 return True
             return False
+
+    def abandon(self) -> None:
+        """The caller claimed permission but sends nothing (it retired, was stopped, ran out
+        of IPs): a half-open probe it held is free again, or no request would ever close
+        the breaker and every worker would wait on it for good."""
+        with self._lock:
+            if self._probe_out and self._probe_owner == threading.get_ident():
+                self._probe_out = False
 
     def record_success(self) -> None:
         """A request got a valid answer: the upstream is up."""

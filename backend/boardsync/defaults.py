@@ -23,7 +23,8 @@ DEFAULT_UPSTREAMS: tuple[str, ...] = (
 )
 
 #: Pacing presets: named, documented bundles of pacing values a user can pick with
-#: ``--preset``. ``reference`` reproduces the reference run's own settings.
+#: ``--preset``. ``reference`` reproduces the reference run's own settings; ``fast`` is a name
+#: for the defaults (the learner), kept so scripts that name it still run.
 PRESETS: dict[str, dict[str, Any]] = {
     "reference": {
         "workers": 6,
@@ -34,27 +35,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pacing": "fixed",
         "board_order": "listed",
         "ip_thrift": 0.0,  # the reference script took a new IP whenever it lost one
+        "extract_batch": 1,  # one IP per extraction call, as the reference script asked
+        "stagger": 1.0,
+        "ip_ttl_jitter": 0.15,
     },
-    # Pace by what the upstream allows (docs/BENCHMARKS.md): AIMD spacing learned down from
-    # 1.5 s to a 1.05 s floor (the anti-bot's 1 req/s per IP plus 5 %), the IP's burst used
-    # (4 of its 5 tokens), 20 workers fed by one extraction call of 20 IPs (workers 0 and 1
-    # list the two kinds first on their own IPs), replacements one at a time, an IP kept up
-    # to 55 s of its 60 s life, no stagger, and a 3 s read timeout so a hung request costs
-    # 3 s, not 10.
-    "fast": {
-        "workers": 20,
-        "pacing": "adaptive",
-        "req_delay_min": 1.05,
-        "req_delay_max": 1.5,
-        "pacing_floor": 1.05,
-        "pacing_burst": 4.0,
-        "extract_interval": 2.0,
-        "extract_batch": 20,
-        "ip_ttl": 55.0,
-        "ip_ttl_jitter": 0.0,
-        "stagger": 0.0,
-        "read_timeout": 3.0,
-    },
+    # The defaults under their old name: issue 14 replaced the constants fitted to the
+    # reference world (20 workers, a 1.05 s floor, a 55 s TTL) by the learner, which finds
+    # them (or the limits of any other upstream) by itself.
+    "fast": {},
 }
 
 
@@ -95,15 +83,17 @@ FIELDS: dict[str, Field] = {
     "boards": Field(tuple, (), "only these board codes (empty = all boards of the kinds)"),
     "force": Field(bool, False, "resync every board whatever the state says"),
     "max_age": Field(float, 20 * 3600.0, "skip boards synced less than this many seconds ago"),
-    "workers": Field(int, 6, "worker threads; 0 = auto (Little's law from QPS and IP TTL)"),
+    "workers": Field(int, 0, "worker threads; 0 = auto (with learn pacing: sized live from "
+                     "the learned allowance, the work waiting and the IPs' lifetime)"),
     "req_delay_min": Field(float, 1.0, "minimum random delay before each request, seconds"),
     "req_delay_max": Field(float, 2.0, "maximum random delay before each request, seconds"),
     "max_retry": Field(int, 10, "attempts after which a board is a permanent failure"),
     "page_retries": Field(int, 6, "attempts per page before the board goes back to the queue "
                           "(above the 4 resets in a row that rotate an IP, so a page that "
                           "made its IP rotate gets tries on the fresh one)"),
-    "pacing": Field(str, "fixed", "fixed: random delay in [min, max]; adaptive: AIMD per IP; "
-                    "learn: the allowance is learned and stored (experimental, issue 14)"),
+    "pacing": Field(str, "learn", "learn: the upstream's allowance (rate, burst, windows, "
+                    "concurrency) is learned per identity and stored for the next run; fixed: "
+                    "random delay in [req_delay_min, req_delay_max]; adaptive: AIMD per IP"),
     "pacing_floor": Field(float, 0.5, "adaptive pacing: never space requests on one IP closer"),
     "pacing_burst": Field(float, 1.0, "adaptive pacing: requests a fresh IP may send back to "
                           "back (the upstream's burst minus one; 1 = none)"),
@@ -118,10 +108,13 @@ FIELDS: dict[str, Field] = {
     "proxy_api_format": Field(str, "txt", "extraction body format: txt or json"),
     "proxy_tunnel_url": Field(str, "", "tunnel gateway URL with user:pass", secret=True),
     "extract_interval": Field(float, 2.0, "minimum seconds between extraction API calls"),
-    "extract_batch": Field(int, 1, "most IPs asked per extraction call; > 1: the first call "
-                           "asks for workers + 1, later calls for the IPs awaited"),
+    "extract_batch": Field(int, 20, "most IPs asked per extraction call; > 1: each call asks "
+                           "for the IPs awaited (with fixed pacing the first asks for workers "
+                           "+ 1)"),
     "max_ips": Field(int, 200, "never extract more IPs than this in one run"),
-    "ip_ttl": Field(float, 45.0, "seconds an IP is used before rotating (capped by provider TTL)"),
+    "ip_ttl": Field(float, 300.0, "most seconds an IP is used before rotating (capped by the "
+                    "provider's stated lifetime; with learn pacing an IP is otherwise kept "
+                    "until it dies)"),
     "ip_life": Field(float, 60.0, "learn pacing, extraction API: seconds an IP is assumed to "
                      "live until the provider states its lifetime or IPs are seen to die "
                      "(the crew sizes itself by it; plans of 30 s to 25 min are documented, "
@@ -133,7 +126,8 @@ FIELDS: dict[str, Field] = {
                        "leaves them to the others (0 = always take a new IP)"),
     "connect_timeout": Field(float, 5.0, "TCP connect timeout, seconds"),
     "read_timeout": Field(float, 10.0, "read timeout, seconds"),
-    "stagger": Field(float, 1.0, "seconds between starting consecutive workers"),
+    "stagger": Field(float, 0.0, "seconds between starting consecutive workers (learn pacing "
+                     "spaces each identity itself)"),
     "board_order": Field(str, "largest", "largest: biggest boards first (last known member "
                          "count, else the list's rising+falling count) so no big board is "
                          "left paging alone at the end; listed: upstream list order"),

@@ -1,4 +1,4 @@
-"""The one duration parser and the one ``Retry-After`` parser.
+"""The one duration parser, its inverse for people, and the one ``Retry-After`` parser.
 
 Settings (``max_age = "12h"``), the daemon's ``--every 1h30m`` and an upstream's
 ``Retry-After: 120`` all say "this many seconds" in text; one parser each keeps their
@@ -38,6 +38,18 @@ def parse_duration(text: str, key: str = "duration", *, allow_zero: bool = False
     if total == 0 and not allow_zero:
         raise ConfigError(f"{key}: must be > 0, got {text!r}", key)
     return total
+
+
+def human_duration(seconds: float) -> str:
+    """``seconds`` in the unit a person reads best, to check against a clock: 90 -> "90 s",
+    600 -> "10 min", 86400 -> "24.0 h", 259200 -> "3.0 days"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 #: The longest wait one ``Retry-After`` may ask for; a longer one is read as this. A header is

@@ -28,7 +28,11 @@ DIRECTORY = "directory"
 #: counted by the breaker: the file is served by another host (a CDN) than the lists, so a
 #: refusal there says nothing about the IP's standing on push2, and burning IPs or opening
 #: the breaker over a second witness would cost the run what the witness is meant to save.
+#: A dead proxy is the exception: it refused the connection itself, whatever the host, so it
+#: is let go and the read asked again on a fresh IP, not counted against the directory (at
+#: most :data:`DEAD_PROXIES` times: IPs kept until they die end under a request now and then).
 ATTEMPTS = 2
+DEAD_PROXIES = 2
 
 
 def read_directory(worker: Worker) -> DirectoryRead:
@@ -36,7 +40,7 @@ def read_directory(worker: Worker) -> DirectoryRead:
     the failure is one the policy retries (a 404 is not), then give up."""
     ctx = worker.ctx
     url = ctx.settings.directory_url
-    failures = 0
+    failures = dead = 0
     while True:
         try:
             worker.pace(ctx.list_stop)
@@ -47,6 +51,10 @@ def read_directory(worker: Worker) -> DirectoryRead:
         except QuotaExhausted as e:
             return DirectoryRead(DIRECTORY, [], None, f"no IP to read it: {e}")
         except UpstreamError as e:
+            if e.error_class == "proxy_dead" and dead < DEAD_PROXIES:
+                dead += 1
+                worker.slot.fail(e.error_class)  # its end, not the directory's
+                continue
             failures += 1
             if failures < ATTEMPTS and classify(e)[1].retry:
                 continue

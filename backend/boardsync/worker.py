@@ -164,19 +164,31 @@ class Worker:
 
     def pace(self, stop: threading.Event) -> None:
         """Before every request: stop if asked, respect the breaker, hold an IP, pace."""
-        breaker, clock = self.ctx.breaker, self.ctx.clock
+        breaker = self.ctx.breaker
         while True:
             if stop.is_set():
                 raise Interrupted("stop requested")
             if breaker.before_request():
                 break
             self._wait(min(1.0, max(0.01, breaker.wait_time())), stop)
+        try:
+            self._hold_and_pace(stop)
+        except BaseException:
+            breaker.abandon()  # a half-open probe this worker held was never sent
+            raise
+
+    def _hold_and_pace(self, stop: threading.Event) -> None:
+        """After the breaker let us through: retire, or hold a live IP and wait its pace."""
+        clock = self.ctx.clock
         if self._ip is not None and self._pages_ok == 0 and self._should_retire():
             self.retired = True
             raise Interrupted("retiring: no new IP is worth taking for the work left")
         current = self.slot.ensure(stop)
         learner = self.ctx.rate.learner
         if current is not self._ip:
+            if self._ip is not None:
+                # failures since its last answer were most likely its end, not the route's
+                self.client.pool.forgive(self._ip.key)
             if learner is not None and self._ip is not None:
                 learner.released(self._ip.key)  # a probe it carried passes to a fresh one
             self._ip = current

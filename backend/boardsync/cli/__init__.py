@@ -74,7 +74,8 @@ class RootGroup(click.Group):
               help="TOML config file (default config/boardsync.toml if present).")
 @click.option("--preset", envvar="BOARDSYNC_PRESET",
               help=f"Named pacing preset ({', '.join(PRESETS)}): reference = the reference "
-                   "run's own settings; fast = paced by what the upstream allows (README).")
+                   "run's own settings, for comparison; fast = the defaults (the learner, "
+                   "README), kept for scripts that name it.")
 @click.option("--log-level", envvar="BOARDSYNC_LOG_LEVEL", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="How much to log (any case); before or after the subcommand.")

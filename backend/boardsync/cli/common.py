@@ -87,7 +87,8 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Resync every board, whatever the state says."),
         click.option("--kinds", help="Comma list of board kinds: industry,concept,region."),
         click.option("--boards", help="Only these board codes, comma separated (e.g. BK0475)."),
-        click.option("--workers", help="Worker threads, or 'auto' (Little's law)."),
+        click.option("--workers", help="Worker threads, or 'auto' (learn pacing: sized "
+                     "live from the learned allowance, the work waiting and the IPs' life)."),
         click.option("--req-delay-min", type=float, help="Min random delay before a request (s)."),
         click.option("--req-delay-max", type=float, help="Max random delay before a request (s)."),
         click.option("--max-retry", type=int, help="Attempts before a board fails for good."),

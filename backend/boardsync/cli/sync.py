@@ -15,6 +15,7 @@ from ..clock import SYSTEM
 from ..config import Settings
 from ..demo import simulated
 from ..errors import ConfigError
+from ..pacing import explain_pacing, learner_for, starting_allowance
 from ..progress import Progress, format_summary, summary_record
 from ..run import Run
 from ..sizing import implausible_workers, resolve_workers
@@ -33,13 +34,17 @@ logger = logging.getLogger(__name__)
 @click.option("--sim-time-scale", type=float, default=0.05, show_default=True,
               help="Simulator time scale; client durations are scaled the same way.")
 @click.option("--sim-seed", type=int, default=7, show_default=True, help="Simulator seed.")
-@click.option("--explain-workers", is_flag=True,
-              help="Print how the worker count is chosen (under --sim: for the simulator).")
+@click.option("--explain", is_flag=True,
+              help="Print, without syncing, the worker count and why, how requests are paced "
+                   "and, for pacing = learn, the allowance stored for this upstream and the "
+                   "arithmetic the run starts from (under --sim: for the simulator).")
+@click.option("--explain-workers", "explain_flag", is_flag=True, hidden=True,
+              help="Old name of --explain (same output).")
 @click.option("--summary-json", "summary_json", metavar="PATH", type=click.Path(dir_okay=False),
               help="Also write the run's summary record (JSON, fields in the README) here.")
 @click.pass_obj
 def sync(obj: dict[str, Any], sim_scenario: str | None, sim_time_scale: float, sim_seed: int,
-         explain_workers: bool, summary_json: str | None, **flags: Any) -> None:
+         explain: bool, explain_flag: bool, summary_json: str | None, **flags: Any) -> None:
     """Sync board lists and every board's members into the database.
 
     Incremental by default: an unfinished run is resumed and boards synced within --max-age
@@ -57,6 +62,7 @@ def sync(obj: dict[str, Any], sim_scenario: str | None, sim_time_scale: float, s
                 route refused (a new IP would not help), 70 internal error.
     """
     settings = load_cli_settings(obj, flags)
+    explain_only = explain or explain_flag
     if (warning := implausible_workers(settings)) is not None:
         logger.warning("Sync: %s", warning)
     if sim_scenario:
@@ -64,18 +70,29 @@ def sync(obj: dict[str, Any], sim_scenario: str | None, sim_time_scale: float, s
             # the explanation sizes the settings the run would use: the simulator's own
             with simulated(settings, sim_scenario, time_scale=sim_time_scale,
                            seed=sim_seed) as (sim_settings, _sim):
-                code = (explain(sim_settings) if explain_workers
+                code = (print_explanation(sim_settings) if explain_only
                         else run_sync(sim_settings, summary_json))
         except (ConfigError, FileNotFoundError) as e:
             fail(str(e), EXIT_USAGE)
         sys.exit(code)
-    sys.exit(explain(settings) if explain_workers else run_sync(settings, summary_json))
+    sys.exit(print_explanation(settings) if explain_only else run_sync(settings, summary_json))
 
 
-def explain(settings: Settings) -> int:
-    """Print the worker count a run with ``settings`` uses and why (the run's own rule)."""
-    n, why = resolve_workers(settings)
-    click.echo(f"workers: {n}\n{why}")
+def print_explanation(settings: Settings) -> int:
+    """Print what a run with ``settings`` would do, by the run's own rules, and sync nothing.
+
+    The workers come first (``workers: N``, the line ``--explain-workers`` always began
+    with, which scripts read); then the pacing. With pacing = learn the worker count is
+    sized by the learner the run would build from the stored allowance, read once and never
+    written (the learner here saves nothing).
+    """
+    learner = None
+    found = None
+    if settings.pacing == "learn":
+        found = starting_allowance(settings, SYSTEM)
+        learner = learner_for(settings, SYSTEM, found, save=False)
+    n, why = resolve_workers(settings, learner)
+    click.echo(f"workers: {n}\n{why}\n\n{explain_pacing(settings, SYSTEM, found)}")
     return EXIT_OK
 
 

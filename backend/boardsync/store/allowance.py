@@ -2,9 +2,11 @@
 
 Why in the database and apart from the other tables: what the upstream allowed is a fact about
 the upstream, as durable as the boards (a run on another host should start from it too), and
-the table is additive (created when missing, never altered) so no migration of the others is
-touched. One row per upstream (its host): the allowance as JSON and when it was learned.
+the table is additive (created at the first save, never altered) so no migration of the others
+is touched. One row per upstream (its host): the allowance as JSON and when it was learned.
 Its own small engine: the learner saves from worker threads while the run's store writes.
+Reading creates nothing (no SQLite file, no table): ``sync --explain`` reads it on a database
+that may not exist yet, and must leave none behind.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +40,39 @@ class AllowanceStore:
         self.db_url = db_url
         self.upstream = upstream[:255]
         self._engine: Engine | None = None
+        self._created = False  # the table is known to exist (created or seen)
         self._lock = threading.Lock()
 
     def _get_engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                sqlite = self.db_url.startswith("sqlite")
+                url = make_url(self.db_url)
+                sqlite = url.get_backend_name() == "sqlite"
+                if url.drivername == "postgresql":  # the driver installed (as store.engine)
+                    url = url.set(drivername="postgresql+psycopg2")
                 self._engine = sa.create_engine(
-                    self.db_url, connect_args={"timeout": 30} if sqlite else {})
-                _metadata.create_all(self._engine)
+                    url, connect_args={"timeout": 30} if sqlite else {})
             return self._engine
 
+    def sqlite_file_missing(self) -> Path | None:
+        """The SQLite file of ``db_url`` when it does not exist yet (connecting would create
+        it), else None: another backend, an in-memory database, or a file that exists."""
+        url = make_url(self.db_url)
+        db = url.database
+        if url.get_backend_name() != "sqlite" or not db or db == ":memory:" \
+                or db.startswith("file:"):
+            return None
+        path = Path(db)
+        return None if path.exists() else path
+
     def load(self) -> tuple[dict[str, Any], float] | None:
-        """``(allowance as a dict, learned_at epoch)``, or None when nothing was stored."""
+        """``(allowance as a dict, learned_at epoch)``, or None when nothing was stored
+        (also when the SQLite file or the table does not exist: neither is created)."""
+        if self.sqlite_file_missing() is not None:
+            return None
         with self._get_engine().connect() as conn:
+            if not self._created and not sa.inspect(conn).has_table(allowance_t.name):
+                return None
             row = conn.execute(sa.select(allowance_t.c.allowance, allowance_t.c.learned_at)
                                .where(allowance_t.c.upstream == self.upstream)).first()
         if row is None:
@@ -66,7 +88,12 @@ class AllowanceStore:
         """Replace the stored allowance (one short transaction)."""
         text = json.dumps(allowance, sort_keys=True)
         saved = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._get_engine().begin() as conn:
+        engine = self._get_engine()
+        with self._lock:
+            if not self._created:
+                _metadata.create_all(engine)
+                self._created = True
+        with engine.begin() as conn:
             conn.execute(allowance_t.delete().where(allowance_t.c.upstream == self.upstream))
             conn.execute(allowance_t.insert().values(upstream=self.upstream, allowance=text,
                                                      learned_at=learned_at, saved_at=saved))
@@ -76,3 +103,4 @@ class AllowanceStore:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+                self._created = False

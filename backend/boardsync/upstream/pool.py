@@ -39,6 +39,7 @@ from ..clock import SYSTEM, Clock
 from ..config import Settings
 from ..defaults import DEFAULT_UPSTREAMS as _DEFAULT_UPSTREAMS
 from ..errors import (
+    Blocked,
     Captcha,
     ConfigError,
     ConnectionFailed,
@@ -46,6 +47,7 @@ from ..errors import (
     HTTPStatusError,
     InvalidResponse,
     NoRoute,
+    ProxyDead,
     RcError,
     Refused,
     RoutesRefused,
@@ -123,6 +125,16 @@ class Lane:
         return f"{self.endpoint.name} ({self.transport})"
 
 
+@dataclass(frozen=True, slots=True)
+class Blame:
+    """A lane's last counted failure on one identity, kept until that identity answers or
+    its proxy is found dead: the cool-down it replaced and the one it set."""
+
+    lane: Lane
+    cool_before: float
+    cool_set: float
+
+
 @dataclass
 class Health:
     """What one lane did: successes, counted failures, its cool-down and verdict."""
@@ -187,6 +199,7 @@ class Pool:
                                   and o.transport == "requests"), lane) for lane in self.lanes}
         self._proven: set[str] = set()  # identities with a success in this run
         self._tried: dict[str, set[Lane]] = {}  # fresh identity -> lanes it failed on
+        self._blamed: dict[str, list[Blame]] = {}  # identity -> lane failures since an answer
         self._answered = False
         self._lock = threading.Lock()
 
@@ -228,23 +241,47 @@ class Pool:
             h.witnesses.clear()
             self._proven.add(identity)
             self._tried.pop(identity, None)
+            self._blamed.pop(identity, None)
             self._answered = True
 
     def failed(self, lane: Lane, identity: str, error: UpstreamError) -> UpstreamError:
         """Record a failure; returns the error to raise (``error`` itself, or the route's
         refinement: :class:`Refused`, or an :class:`Unreachable` demoted to a plain
         :class:`ConnectionFailed` once the upstream has answered in this run)."""
+        if isinstance(error, ProxyDead | Blocked | Captcha):  # the identity's own end
+            self.forgive(identity)
+            return error
         if not counts_against_lane(error):
             return error
         with self._lock:
             h = self.health[lane]
             h.failed += 1
-            h.cool_until = self.clock.now() + self.cooldown_s
+            before, h.cool_until = h.cool_until, self.clock.now() + self.cooldown_s
+            if identity in self._proven:  # a fresh one's failures are witnesses (below)
+                self._blamed.setdefault(identity, []).append(
+                    Blame(lane, before, h.cool_until))
             if isinstance(error, Unreachable):
                 return self._unreachable(lane, error)
             if type(error) is not ConnectionFailed or identity in self._proven:
                 return error
             return self._witnessed(lane, identity, error)
+
+    def forgive(self, identity: str) -> None:
+        """``identity``, which had answered in this run, ended with no answer since the lanes
+        last blamed it: its proxy died (refused a new connection), it was banned (403/429, a
+        captcha, connections closed on it), or its worker let it go. Those failures were
+        most likely that end, not the lanes', and are taken back (count and cool-down). An
+        IP kept until it dies (learn pacing) fails its last request so, and a banned one has
+        its connections closed; blaming the route would send every worker down the pool
+        each time a batch of IPs expires or a probe is refused. A lane really failing keeps
+        the blame of the other identities it fails for, and a fresh IP's failures stay the
+        witnesses a refusing lane is known by."""
+        with self._lock:
+            for blame in reversed(self._blamed.pop(identity, [])):
+                h = self.health[blame.lane]
+                h.failed = max(0, h.failed - 1)
+                if h.cool_until == blame.cool_set:
+                    h.cool_until = blame.cool_before
 
     def _unreachable(self, lane: Lane, error: Unreachable) -> UpstreamError:
         if self._answered:  # it worked before: an outage, for the breaker to judge
