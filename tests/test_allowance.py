@@ -11,8 +11,9 @@ from collections import deque
 
 import pytest
 
-from boardsync.allowance import Allowance, Learner, decayed, next_probe, wait_for
-from boardsync.evidence import burst_shown, rate_shown
+from boardsync.allowance import Allowance, decayed
+from boardsync.evidence import burst_shown, next_probe, rate_shown, wait_for
+from boardsync.learner import Learner
 from boardsync.store.allowance import AllowanceStore
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from boardsync.allowance import Allowance, Learner
+from boardsync.allowance import Allowance
 from boardsync.config import load_settings
 from boardsync.crew import Crew, more_ips_needed
+from boardsync.learner import Learner
 from boardsync.lifetime import MIN_DEATHS, IpLife
 from boardsync.models import Board
 from boardsync.pacing import PacingConfig, RateController

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from .allowance import Learner
 from .config import Settings
+from .learner import Learner
 from .lifetime import IpLife
 from .models import Board
 from .pacing import RateController

@@ -10,17 +10,28 @@ event happened.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .clock import Clock, iso, parse_utc
+from .clock import SYSTEM, Clock, iso, parse_utc
 from .metrics import RunMetrics
 from .models import Board, checksum
 from .outcomes import Failed, Fetched, Retrying, Summary
 from .state import StateFile
 
 logger = logging.getLogger(__name__)
+
+
+def new_run_id(clock: Clock = SYSTEM, db_id: str = "") -> str:
+    """A sortable, unique run id such as ``20261122T204500Z-9c01-3fa2``.
+
+    The middle part is the start of the database's identity, so two databases' runs never
+    share an id even when they start in the same second; the last part is random.
+    """
+    prefix = f"{db_id.replace('-', '')[:4]}-" if db_id else ""
+    return f"{clock.wall():%Y%m%dT%H%M%SZ}-{prefix}{uuid.uuid4().hex[:4]}"
 
 
 class Ledger:

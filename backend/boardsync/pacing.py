@@ -18,8 +18,8 @@ Two policies, one interface (:meth:`Pacer.delay`):
   grants: the spare token absorbs arrival jitter (requests sent a spacing apart can arrive a
   little closer together).
 
-* ``learn`` (opt-in) — the allowance is learned (:mod:`boardsync.allowance`): one
-  :class:`~boardsync.allowance.Learner` shared by every worker paces each identity the
+* ``learn`` (opt-in) — the allowance is learned (:mod:`boardsync.learner`): one
+  :class:`~boardsync.learner.Learner` shared by every worker paces each identity the
   upstream sees and learns from answers and bans; what it learned is stored in the database
   (:func:`learner_for`) and the next run starts from it (:func:`starting_allowance`).
   :func:`explain_pacing` says all of that in words (``boardsync sync --explain``).
@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .allowance import HALF_LIFE_S, PROBE_SHARE, START_RATE, Allowance, Learner, decayed
+from .allowance import HALF_LIFE_S, START_RATE, Allowance, decayed
 from .durations import human_duration
+from .learner import PROBE_SHARE, Learner
 from .lifetime import IpLife
 from .redact import scrub
 from .store.allowance import AllowanceStore
@@ -86,7 +87,7 @@ class PacingConfig:
 
 class RateController:
     """The shared AIMD estimate of the safe spacing between requests on one IP, or (mode
-    ``learn``) the shared :class:`~boardsync.allowance.Learner`."""
+    ``learn``) the shared :class:`~boardsync.learner.Learner`."""
 
     def __init__(self, config: PacingConfig, learner: Learner | None = None) -> None:
         self.config = config

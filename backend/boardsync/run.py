@@ -21,7 +21,6 @@ import queue as stdqueue
 import random
 import socket
 import threading
-import uuid
 from typing import Any, assert_never
 
 from .breaker import CircuitBreaker
@@ -29,7 +28,7 @@ from .clock import SYSTEM, Clock
 from .config import Settings
 from .crew import Crew
 from .errors import StateError, StorageError
-from .ledger import Ledger
+from .ledger import Ledger, new_run_id
 from .lists import ListIntake
 from .logctx import bind
 from .metrics import RunMetrics
@@ -49,16 +48,6 @@ from .worker import Worker, WorkerContext
 from .writer import BatchWriter
 
 logger = logging.getLogger(__name__)
-
-
-def new_run_id(clock: Clock = SYSTEM, db_id: str = "") -> str:
-    """A sortable, unique run id such as ``20261122T204500Z-9c01-3fa2``.
-
-    The middle part is the start of the database's identity, so two databases' runs never
-    share an id even when they start in the same second; the last part is random.
-    """
-    prefix = f"{db_id.replace('-', '')[:4]}-" if db_id else ""
-    return f"{clock.wall():%Y%m%dT%H%M%SZ}-{prefix}{uuid.uuid4().hex[:4]}"
 
 
 class Run:

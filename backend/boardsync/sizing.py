@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class Learned(Protocol):
-    """What sizing reads of the learned allowance (:class:`boardsync.allowance.Learner`)."""
+    """What sizing reads of the learned allowance (:class:`boardsync.learner.Learner`)."""
 
     def current(self) -> tuple[float, float, int]: ...
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from .bucket import LeakyBucket
 from .extraction import PROVIDER_TZ, classify_error_body, parse_extraction_body
 from .factory import build_proxy_manager, build_source
-from .manager import ProxyManager, jittered_ttl
+from .manager import ProxyManager
 from .sources import (
     DirectSource,
     ExtractionApiSource,
@@ -32,6 +32,7 @@ from .sources import (
     StaticListSource,
     TunnelSource,
 )
+from .ttl import jittered_ttl
 from .values import Proxy, ProxyEndpoint, ProxyStats
 
 __all__ = [

@@ -1,0 +1,385 @@
+"""The learner of the upstream's allowance: how fast one identity may ask, learned as it goes.
+
+Why: nobody knows East Money's per-identity limit and it moves (EASTMONEY_API.md section 13:
+a rate, a burst, windows and a connection cap are reported, none verified), so it is measured
+from the only signals there are: answers (admitted) and ban signals (not). The rule is the
+upstream's, so one learner is shared by every worker; each identity (the peer address the
+upstream sees: this host in direct mode, an exit IP otherwise) keeps its own history in it.
+
+The model (docs/BENCHMARKS.md, "The learner"): per identity a token bucket of ``burst``
+requests refilled at ``rate`` per second, any learned windows (at most N per W seconds) and at
+most ``concurrency`` requests in flight. Each number has a proven value (admitted without a
+ban) and, once a ban refuted a larger one, a refuted value. **One number is probed at a
+time**, by **one identity at a time** (the prober, a fresh one): only it runs above the
+proven values, so a ban during its probe refutes it and costs one IP. A probe doubles the
+proven value until the first refusal, then bisects between proven
+and refuted, and stops within 10 % (rate) or one request (burst, concurrency). Evidence is the
+prober's whole history (:mod:`boardsync.evidence`). Probing stops once ``probe_bans`` bans
+were spent on it (5 % of the run's IPs). A ban on an identity paced at proven values exceeded
+a limit the model lacks: a window, or the rate is withdrawn.
+
+Waits are pure numbers (:func:`wait_for`); the worker sleeps them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+
+from .allowance import Allowance
+from .evidence import (
+    BANNED_RETRY_MAX_S,
+    BANNED_RETRY_S,
+    RATE_PRECISION,
+    Identity,
+    burst_shown,
+    next_probe,
+    rate_shown,
+    wait_for,
+)
+
+logger = logging.getLogger(__name__)
+
+MIN_RATE = 0.01  # the rate is never withdrawn below one request per 100 s
+#: Requests a true burst may hide beyond the proven one (section 13: up to 10 connections).
+UNSEEN_BURST = 10
+#: Share of a run's IPs that probing may cost (issue 14: at most about 5 %).
+PROBE_SHARE = 0.05
+#: Bans at the proven allowance are believed (the rate withdrawn) only once at least this
+#: many were seen, and on at least :data:`UNEXPLAINED_SHARE` of the identities started
+#: since: a proven rate is a lower bound shown by an identity's history, so a ban at it is
+#: a board's or an IP's own (data:null, a re-issued IP) unless it keeps happening. A limit
+#: that really fell bans most identities, and is believed after the first few.
+UNEXPLAINED_MIN = 2
+UNEXPLAINED_SHARE = 0.25
+#: Most distinct identities whose history is kept (older ones are forgotten first).
+MAX_IDENTITIES = 4096
+#: Probed in this order, one at a time. A shared identity (direct, tunnel) probes the rate
+#: first: a ban there stops every worker for the ban's length.
+PARAMS = ("rate", "burst", "concurrency")
+#: Bought IPs probe the burst first, in one jump to the most a burst may hide: the ban that
+#: ends it costs one IP and bounds the burst (k admitted back to back, then refused: at most
+#: k), which the rate's evidence needs (docs/BENCHMARKS.md, "The learner").
+PER_IP = ("burst", "rate")
+#: A prober not heard of for this many proven spacings has ended (its IP expired): the next
+#: fresh identity takes the probe over.
+QUIET_SPACINGS = 10.0
+
+
+class Learner:
+    """The shared learner: paces every identity and learns from each answer and ban.
+
+    Args:
+        allowance: where to start (a stored one, decayed; or :class:`Allowance` ()).
+        probe_bans: bans probing may cost in this run (then it stops and keeps what is proven).
+        shared: identities are shared by several workers (direct, tunnel): the concurrency is
+            probed; with one worker per identity it cannot matter and is not.
+        wall: wall-clock epoch now (``learned_at``); save: called with each new allowance.
+    """
+
+    def __init__(self, allowance: Allowance | None = None, *, probe_bans: int = 1,
+                 shared: bool = False, wall: Callable[[], float] = lambda: 0.0,
+                 save: Callable[[Allowance], None] | None = None) -> None:
+        self.allowance = allowance or Allowance()
+        self.probe_bans = max(0, probe_bans)
+        self.shared = shared
+        self.params = PARAMS if shared else PER_IP
+        self.burst_deferred = False  # a burst jump was all admitted: wait for a rate bound
+        self.spent = 0  # bans spent on probes
+        self.probe: str | None = None
+        self.value = 0.0  # the probed value
+        self.evidence = 0  # admitted requests that tested the probe
+        self.max_count = 0  # most requests any identity had admitted without a ban
+        self.unexplained = 0  # bans at proven values not yet corroborated
+        self.started = 0  # identities that sent their first request since the last withdrawal
+        self.generation = 0  # bumped at every change of the allowance in force
+        self.prober: str | None = None  # the one identity paced at the probed value
+        self._wall = wall
+        self._save = save
+        self._ids: dict[str, Identity] = {}
+        self._lock = threading.Lock()
+        self._next_probe()
+
+    # -- the allowance in force --
+
+    def current(self, key: str | None = None) -> tuple[float, float, int]:
+        """``(rate, burst, concurrency)`` used now for ``key`` (None: the prober's): proven
+        values, the probed one raised for the prober only."""
+        a = self.allowance
+        rate, burst, conc = a.rate, float(a.burst), a.concurrency
+        if key is not None and key != self.prober:
+            return rate, burst, conc
+        if self.probe == "rate":
+            rate = self.value
+        elif self.probe == "burst":
+            burst = self.value
+        elif self.probe == "concurrency":
+            conc = int(self.value)
+        return rate, burst, conc
+
+    def per_life(self, life_s: float) -> float:
+        """Requests one fresh identity may send in ``life_s`` under the proven allowance."""
+        return self.allowance.per_life(life_s)
+
+    def _ident(self, key: str) -> Identity:
+        ident = self._ids.get(key)
+        if ident is None:
+            if len(self._ids) >= MAX_IDENTITIES:
+                self._ids.pop(next(iter(self._ids)))
+            ident = self._ids[key] = Identity(tokens=self.current()[1])
+        return ident
+
+    def _claim(self, key: str, ident: Identity, now: float) -> None:
+        """Make ``key`` the prober when the probe has none (or its identity went quiet: an
+        IP that expired says nothing): a fresh identity, or the shared one."""
+        if self.probe is None or key == self.prober:
+            return
+        held = self._ids.get(self.prober) if self.prober is not None else None
+        if held is not None and held.stamp is not None and \
+                now - held.stamp < QUIET_SPACINGS / self.allowance.rate:
+            return
+        if ident.first is None or self.shared:
+            value = self._probe_value(self.probe, self.allowance)  # from what is proven by now
+            if value is None:
+                self._next_probe()
+                if self.probe is None:
+                    return
+            else:
+                self.value = value
+            self.prober, ident.generation, ident.tested = key, self.generation, 0
+            ident.tokens = self.current()[1]
+
+    def released(self, key: str) -> None:
+        """The worker let ``key`` go (its IP expired or was evicted): the probe is free."""
+        with self._lock:
+            if key == self.prober:
+                self.prober = None
+
+    def reserve(self, key: str, now: float) -> float:
+        """0 and the request is started, or the seconds to wait; atomic (shared identities)."""
+        with self._lock:
+            ident = self._ident(key)
+            if ident.banned:
+                due = ident.banned_at + min(BANNED_RETRY_MAX_S,
+                                            BANNED_RETRY_S * 2 ** ident.refusals)
+                if now < due:
+                    return due - now
+                ident.refusals += 1
+                ident.in_flight += 1
+                return 0.0
+            self._claim(key, ident, now)
+            rate, burst, conc = self.current(key)
+            wait = wait_for(ident, rate, burst, self.allowance.windows, conc, now)
+            if wait > 0:
+                return wait
+            if ident.generation != self.generation:
+                ident.generation, ident.tested = self.generation, 0
+            tokens = ident.tokens
+            if ident.stamp is not None:
+                tokens += (now - ident.stamp) * rate
+            ident.tokens = min(burst, tokens) - 1.0
+            ident.stamp = now
+            ident.starts.append(now)
+            while ident.starts and ident.starts[0] < now - 3600.0:
+                ident.starts.popleft()
+            ident.in_flight += 1
+            if ident.first is None:
+                ident.first = now
+                self.started += 1
+            return 0.0
+
+    # -- signals --
+
+    def answered(self, key: str, now: float) -> None:
+        """A request of ``key`` was admitted (an answer, or a failure that is not a ban)."""
+        with self._lock:
+            ident = self._ident(key)
+            ident.in_flight = max(0, ident.in_flight - 1)
+            if ident.banned:  # the first answer after a ban: the identity is fresh again
+                ident.banned, ident.count, ident.first = False, 0, now
+                ident.tokens, ident.stamp = self.current(key)[1] - 1.0, now
+                ident.starts.clear()
+                ident.starts.append(now)
+            ident.failed_at = None
+            ident.count += 1
+            self.max_count = max(self.max_count, ident.count)
+            if key == self.prober:
+                self._tested(ident)
+
+    def failed(self, key: str, now: float) -> None:
+        """A request of ``key`` failed (maybe the first of a ban): its time is kept."""
+        with self._lock:
+            ident = self._ident(key)
+            ident.in_flight = max(0, ident.in_flight - 1)
+            if ident.failed_at is None:
+                ident.failed_at = now
+
+    def banned(self, key: str, now: float) -> None:
+        """The policy judged ``key`` banned: learn from its history once per ban."""
+        with self._lock:
+            ident = self._ident(key)
+            if ident.banned:
+                return
+            ident.banned = True
+            if ident.count == 0 and ident.in_flight == 0:
+                # refused at its first request: it came banned (a provider re-issuing an IP
+                # banned before, a shared address banned by someone else); nothing to learn
+                ident.banned_at, ident.refusals = now, 0
+                self._changed(dataclasses.replace(self.allowance,
+                                                  bans=self.allowance.bans + 1))
+                return
+            if ident.generation != self.generation:  # paced by a value already withdrawn
+                self._changed(dataclasses.replace(self.allowance,
+                                                  bans=self.allowance.bans + 1))
+                return
+            ident.banned_at, ident.refusals = now, 0
+            at = ident.failed_at if ident.failed_at is not None else now
+            span = at - ident.first if ident.first is not None else 0.0
+            probed = key == self.prober and self._exercised(ident)
+            if key == self.prober:
+                self.prober = None
+            self._learn_ban(ident.count, span, probed)
+
+    def _exercised(self, ident: Identity) -> bool:
+        """Whether the refused request was one only the probe allowed: within the probed
+        burst, past the proven burst for a rate probe, at the probed concurrency."""
+        if self.probe == "burst":
+            return ident.count < self.value
+        if self.probe == "rate":
+            return ident.count >= self.allowance.burst
+        return self.probe == "concurrency" and ident.in_flight + 1 >= self.value
+
+    # -- learning (lock held) --
+
+    def _tested(self, ident: Identity) -> None:
+        """Weigh the prober's history since fresh (k admitted, starts spanning d) as evidence.
+
+        Rate: it proves ``(k - B) / d`` for the largest burst B the upstream may have (one
+        below a refuted burst, else the proven one plus :data:`UNSEEN_BURST`); the proven
+        rate rises to that as it grows (never to the probe itself: only what is shown), and
+        the next prober probes on from it once it is within :data:`RATE_PRECISION`.
+        Burst: once the prober spent the probed burst,
+        ``k - r * d`` for the refuted rate r (the refill while replies came back); a burst
+        the refill could explain is proven only as far as shown, and closed there (asking
+        request after request cannot show more). Concurrency: 8 requests at it.
+        """
+        a, v = self.allowance, self.value
+        span = (ident.stamp or 0.0) - (ident.first or 0.0)
+        if self.probe == "rate":
+            most = a.burst_refuted - 1 if a.burst_refuted else a.burst + UNSEEN_BURST
+            shown = min(rate_shown(ident.count, span, most), v)
+            if shown > a.rate * 1.02 and (not a.rate_refuted or shown < a.rate_refuted):
+                self._changed(dataclasses.replace(a, rate=shown))
+                if shown >= v / RATE_PRECISION:  # the probe is shown: probe on from there
+                    logger.info("Pacing: rate %.3g shown without a ban; now proven", shown)
+                    self._next_probe()
+            return
+        if self.probe == "burst":
+            if ident.count < int(v):
+                return
+            if not self.shared and not a.rate_refuted:  # no bound on the refill: nothing
+                logger.info("Pacing: burst %g admitted, but nothing bounds the refill yet; "
+                            "the burst waits for the rate", v)
+                self.burst_deferred = True
+                self._next_probe()
+                return
+            shown = burst_shown(ident.count, span, a.rate_refuted or 2 * a.rate)
+            if shown >= int(v):
+                self._accept()
+                return
+            burst = max(a.burst, shown)
+            logger.info("Pacing: burst %g spent but %d shown (refill); burst %d, closed", v,
+                        shown, burst)
+            self._changed(dataclasses.replace(a, burst=burst, burst_refuted=burst + 1))
+            self._next_probe()
+            return
+        if ident.in_flight + 1 >= int(v):
+            self.evidence += 1
+        if self.evidence >= 8:
+            self._accept()
+
+    def _accept(self) -> None:
+        a, v = self.allowance, self.value
+        if self.probe == "rate":
+            a = dataclasses.replace(a, rate=v)
+        elif self.probe == "burst":
+            a = dataclasses.replace(a, burst=int(v))
+        else:
+            a = dataclasses.replace(a, concurrency=int(v))
+        logger.info("Pacing: %s %g admitted without a ban; now proven", self.probe, v)
+        self._changed(a)
+        self._next_probe()
+
+    def _learn_ban(self, count: int, span: float, exercised: bool) -> None:
+        a = self.allowance
+        if self.probe is not None and exercised:
+            self.spent += 1
+            v = self.value
+            if self.probe == "rate":
+                a = dataclasses.replace(a, rate_refuted=v)
+            elif self.probe == "burst":  # k admitted, then refused: the burst is at most k
+                a = dataclasses.replace(a, burst_refuted=min(int(v), max(a.burst, count) + 1))
+            else:
+                a = dataclasses.replace(a, concurrency_refuted=int(v))
+            logger.info("Pacing: ban while probing %s %g: refuted (%d of %d probe bans "
+                        "spent)", self.probe, v, self.spent, self.probe_bans)
+        elif count < a.burst:  # refused within the proven burst: it was not proven enough
+            a = dataclasses.replace(a, burst=max(1, count), burst_refuted=a.burst)
+            logger.info("Pacing: ban within the burst after %d requests: burst now %d", count,
+                        a.burst)
+        elif count >= self.max_count and count > a.burst + 1:
+            window = (max(1, count), round(max(2.0 * span, 1.0), 3))
+            a = dataclasses.replace(a, windows=(*a.windows, window))
+            logger.info("Pacing: ban with nothing probed after %d requests in %.1f s: a limit "
+                        "beyond the bucket; learned a window of %d per %g s", count, span,
+                        *window)
+        elif self.unexplained + 1 < max(UNEXPLAINED_MIN, UNEXPLAINED_SHARE * self.started):
+            # one ban on an identity paced at proven values may be its own (a board that
+            # answers data:null, an IP banned before): counted, not yet believed
+            self.unexplained += 1
+            logger.info("Pacing: ban at the proven allowance after %d requests (%d of %d "
+                        "identities since): not believed yet", count, self.unexplained,
+                        self.started)
+            self._changed(dataclasses.replace(a, bans=a.bans + 1))
+            return
+        else:
+            refuted = a.rate
+            a = dataclasses.replace(a, rate=max(refuted / 2, MIN_RATE), rate_refuted=refuted)
+            logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
+                        a.rate)
+        self.unexplained = self.started = 0
+        self._changed(dataclasses.replace(a, bans=a.bans + 1))
+        self._next_probe()
+
+    def _next_probe(self) -> None:
+        """Probe the first number not yet known closely, while the budget lasts."""
+        self.probe, self.evidence, self.prober = None, 0, None
+        self.generation += 1
+        if self.spent >= self.probe_bans:
+            return
+        for param in self.params:
+            value = self._probe_value(param, self.allowance)
+            if value is not None:
+                self.probe, self.value = param, value
+                return
+
+    def _probe_value(self, param: str, a: Allowance) -> float | None:
+        """:func:`next_probe`, but a bought IP's burst is first probed in one jump (proven +
+        :data:`UNSEEN_BURST`), and is bisected only once a refuted rate bounds the refill
+        that helps a burst sent request after request."""
+        if param != "burst" or self.shared or a.rate_refuted:
+            return next_probe(param, a)
+        if a.burst_refuted or self.burst_deferred:
+            return None
+        return float(a.burst + UNSEEN_BURST)
+
+    def _changed(self, a: Allowance) -> None:
+        self.allowance = dataclasses.replace(a, learned_at=self._wall())
+        if self._save is not None:
+            try:
+                self._save(self.allowance)
+            except Exception as e:  # noqa: BLE001 - learning must not stop the run
+                logger.warning("Pacing: could not store the learned allowance: %s", e)
+
