@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from boardsync.errors import BadRequest, EmptyData, InvalidResponse
+from boardsync.errors import BadRequest, EmptyData, InvalidResponse, SoftBan
 from boardsync.models import Board, Member
 from boardsync.upstream import (
     BOARD_FIELDS,
@@ -235,3 +235,17 @@ def test_a_garbled_answer_to_the_second_ask_does_not_buy_a_third() -> None:
     with pytest.raises(InvalidResponse):
         p.take(Page(total=150, rows=({"f12": None},)))
     assert p.take(NULL) is Step.INCOMPLETE
+
+
+def test_data_null_on_a_lists_first_page_is_a_soft_ban_an_empty_kind_is_total_0() -> None:
+    """A kind's filter always exists (an empty kind answers ``total: 0``), so ``data: null``
+    on its first page is neither a deleted board nor a page past the end: it is the soft
+    limit, a ban signal the learner must hear of. An unwitnessed board's stays ambiguous."""
+    lists = Pager(board_list_query("concept"), max_pages=DEFAULT_MAX_PAGES)
+    with pytest.raises(SoftBan, match="for a list, whose kind always exists") as info:
+        lists.take(NULL)
+    assert info.value.error_class == "soft_ban"
+    assert lists.take(Page(total=0, rows=())) is Step.DONE and lists.items == []
+    with pytest.raises(EmptyData) as board:
+        pager().take(NULL)
+    assert type(board.value) is EmptyData

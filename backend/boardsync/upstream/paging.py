@@ -101,7 +101,8 @@ class Query(Generic[T]):
     fs: str
     fields: str
     parse_row: Callable[[object], T]
-    #: the board directory lists this board: ``data: null`` for it is a soft ban
+    #: what is asked exists (a board the directory lists, or a kind's list, whose filter
+    #: always exists and is empty as ``total: 0``): ``data: null`` for it is a soft ban
     witnessed: bool = False
 
 
@@ -128,7 +129,11 @@ def board_list_query(kind: str) -> Query[Board]:
     if kind not in KIND_FILTERS:
         raise BadRequest(f"unknown board kind {kind!r}")
     parse_row: Callable[[object], Board] = functools.partial(parse_board_row, kind=kind)
-    return Query(f"board list {kind}", KIND_FILTERS[kind], BOARD_FIELDS, parse_row)
+    # witnessed: data: null on page 1 of a list is neither a deleted board nor a page past
+    # the end (EASTMONEY_API.md section 5), so it is the soft limit "HTTP 200, data: null"
+    # (section 13): a ban signal, which the learner must hear of like any other
+    return Query(f"board list {kind}", KIND_FILTERS[kind], BOARD_FIELDS, parse_row,
+                 witnessed=True)
 
 
 @dataclass
@@ -223,8 +228,9 @@ class Pager(Generic[T]):
         if page.total is None and page.rc == RC_NO_QUOTE:
             raise NoQuote(f"{what}: no quote (rc={page.rc}, data null)")
         if page.total is None and self.query.witnessed:
-            raise SoftBan(f"{what}: data is null on page 1 (rc={page.rc}) for a board the "
-                          "directory lists")
+            why = ("for a list, whose kind always exists" if what.startswith("board list")
+                   else "for a board the directory lists")
+            raise SoftBan(f"{what}: data is null on page 1 (rc={page.rc}) {why}")
         if page.total is None:
             raise EmptyData(f"{what}: data is null on page 1 (rc={page.rc})")
         if page.total and not page.rows:
