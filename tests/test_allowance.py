@@ -312,3 +312,31 @@ def test_a_burst_jump_admitted_whole_waits_for_the_rate() -> None:
         learner.answered("a", i * 0.01 + 0.005)
     assert learner.probe == "rate"
     assert learner.allowance.burst_refuted == 0 and learner.allowance.burst == 1
+
+
+def test_a_rate_is_never_proven_above_the_limit_when_requests_travel_unevenly() -> None:
+    """The upstream judges arrivals, the client sees starts and answers. When a later
+    request travels longer than the first, the upstream's span is longer than the starts'
+    and a rate counted over the starts exceeds the true one (here: two requests whose starts
+    are 0.26 s apart "prove" 3.8/s against a limit of 2/s); counted up to the last answer it
+    cannot, since each arrival lies between its start and its answer."""
+    learner = Learner(Allowance(rate=1.9, burst=1, burst_refuted=2), probe_bans=10)
+    rule, t, n, highest = Rule(rate=2.0, burst=1), 0.0, 0, 0.0
+    key, sent = "ip0", 0
+    while n < 200:
+        wait = learner.reserve(key, t)
+        if wait > 0:
+            t += wait
+            continue
+        transit = 0.0 if sent == 0 else 0.5  # an identity's later requests travel longer
+        n, sent = n + 1, sent + 1
+        if rule.admit(t + transit):
+            learner.answered(key, t + transit + 0.05)
+        else:
+            learner.failed(key, t + transit)
+            learner.banned(key, t + transit)
+            key, rule, sent = f"ip{n}", Rule(rate=2.0, burst=1), 0
+        highest = max(highest, learner.allowance.rate)
+        t += 0.01
+    assert highest <= 2.0, highest
+

@@ -58,6 +58,11 @@ class Identity:
     starts: deque[float] = field(default_factory=deque)  # start times, the last hour
     count: int = 0  # requests admitted since fresh
     first: float | None = None
+    #: when its last admitted request was answered: the upstream saw that request arrive at
+    #: some moment between its start and this, so ``answered_at - first`` holds every span the
+    #: upstream measured (a start-to-start span can be shorter than the upstream's when the
+    #: last request travelled longer than the first, and proves a rate above the true one)
+    answered_at: float | None = None
     in_flight: int = 0
     failed_at: float | None = None  # first failure since the last success
     banned: bool = False

@@ -203,6 +203,7 @@ class Learner:
                 ident.starts.clear()
                 ident.starts.append(now)
             ident.failed_at = None
+            ident.answered_at = now
             ident.count += 1
             self.max_count = max(self.max_count, ident.count)
             if key == self.prober:
@@ -256,6 +257,8 @@ class Learner:
     def _tested(self, ident: Identity) -> None:
         """Weigh the prober's history since fresh (k admitted, starts spanning d) as evidence.
 
+        ``d`` runs from the first request's start to the last one's answer, which contains
+        the span of arrivals the upstream judged, however long each request travelled.
         Rate: it proves ``(k - B) / d`` for the largest burst B the upstream may have (one
         below a refuted burst, else the proven one plus :data:`UNSEEN_BURST`); the proven
         rate rises to that as it grows (never to the probe itself: only what is shown), and
@@ -266,7 +269,8 @@ class Learner:
         request after request cannot show more). Concurrency: 8 requests at it.
         """
         a, v = self.allowance, self.value
-        span = (ident.stamp or 0.0) - (ident.first or 0.0)
+        # first start to last answer: it contains the span of arrivals the upstream judged
+        span = (ident.answered_at or ident.stamp or 0.0) - (ident.first or 0.0)
         if self.probe == "rate":
             most = a.burst_refuted - 1 if a.burst_refuted else a.burst + UNSEEN_BURST
             shown = min(rate_shown(ident.count, span, most), v)
