@@ -235,7 +235,27 @@ def test_a_sequential_burst_is_proven_only_as_far_as_the_refill_allows() -> None
         t = 0.4 * i
         assert learner.reserve("a", t) == 0.0
         learner.answered("a", t + 0.35)
-    assert learner.allowance.burst == 5 and learner.allowance.burst_refuted == 6
+    a = learner.allowance
+    assert a.burst == 5 and a.burst_closed and next_probe("burst", a) is None
+    assert a.burst_refuted == 0  # no ban bounds it: a larger burst may still hide
+
+
+def test_closing_a_burst_keeps_the_bound_a_ban_set_for_the_rates_evidence() -> None:
+    """A ban bounded the burst at 11 (the 12th refused); bisected to 8 and sent request
+    after request only 5 are shown, so it is closed at 5. No ban refuted 6, so the bound
+    the rate's evidence allows for stays 11: with 5 instead, 15 requests in 3 s would
+    "prove" (15 - 5) / 3 = 3.3/s, twice a true 1.67/s behind a burst of 10 (drawn world-9
+    proved 3.28 against a true 1.65 that way)."""
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.09, burst=4, burst_refuted=12),
+                      probe_bans=5)
+    assert learner.probe == "burst" and learner.value == 8
+    for i in range(8):
+        t = 0.4 * i
+        assert learner.reserve("a", t) == 0.0
+        learner.answered("a", t + 0.35)
+    a = learner.allowance
+    assert a.burst == 5 and a.burst_closed and a.burst_refuted == 12
+    assert next_probe("burst", a) is None
 
 
 def _at_proven_pace(learner: Learner, key: str, t: float, requests: int) -> float:

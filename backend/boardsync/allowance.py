@@ -32,6 +32,9 @@ class Allowance:
     windows: tuple[tuple[int, float], ...] = ()
     rate_refuted: float = 0.0
     burst_refuted: int = 0
+    #: the burst is proven as far as asking request after request can show, and probed no
+    #: more; unlike ``burst_refuted`` no ban bounds it, so a larger one may still hide
+    burst_closed: bool = False
     concurrency_refuted: int = 0
     bans: int = 0
     learned_at: float = 0.0
@@ -72,4 +75,5 @@ def decayed(a: Allowance, age_s: float, half_life_s: float = HALF_LIFE_S,
         windows=a.windows if keep else (),
         rate_refuted=a.rate_refuted if keep else 0.0,
         burst_refuted=a.burst_refuted if keep else 0,
+        burst_closed=a.burst_closed and keep,
         concurrency_refuted=a.concurrency_refuted if keep else 0)

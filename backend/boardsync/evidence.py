@@ -110,6 +110,8 @@ def next_probe(param: str, a: Allowance) -> float | None:
         if not hi:
             return lo * 2
         return math.sqrt(lo * hi) if hi / lo > RATE_PRECISION else None
+    if param == "burst" and a.burst_closed:
+        return None
     lo_i = a.burst if param == "burst" else a.concurrency
     hi_i = a.burst_refuted if param == "burst" else a.concurrency_refuted
     if not hi_i:

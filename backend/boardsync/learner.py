@@ -296,7 +296,9 @@ class Learner:
             burst = max(a.burst, shown)
             logger.info("Pacing: burst %g spent but %d shown (refill); burst %d, closed", v,
                         shown, burst)
-            self._changed(dataclasses.replace(a, burst=burst, burst_refuted=burst + 1))
+            # closed, not refuted: the rate's evidence keeps the bound a ban set (or the
+            # unseen burst), since a larger burst may hide behind the refill
+            self._changed(dataclasses.replace(a, burst=burst, burst_closed=True))
             self._next_probe()
             return
         if ident.in_flight + 1 >= int(v):
@@ -375,7 +377,7 @@ class Learner:
         that helps a burst sent request after request."""
         if param != "burst" or self.shared or a.rate_refuted:
             return next_probe(param, a)
-        if a.burst_refuted or self.burst_deferred:
+        if a.burst_refuted or a.burst_closed or self.burst_deferred:
             return None
         return float(a.burst + UNSEEN_BURST)
 

@@ -284,6 +284,8 @@ def describe_allowance(a: Allowance, *, bans: bool = False) -> str:
         parts.append(f"a ban refuted {a.rate_refuted:.3g} req/s")
     if a.burst_refuted:
         parts.append(f"a ban refuted a burst of {a.burst_refuted}")
+    if a.burst_closed:
+        parts.append("the burst closed at what requests sent one after another can show")
     if a.concurrency_refuted:
         parts.append(f"a ban refuted {a.concurrency_refuted} in flight")
     if bans:
