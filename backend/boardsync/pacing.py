@@ -1,6 +1,6 @@
 """How long a worker waits before its next request on its current IP.
 
-Two policies, one interface (:meth:`Pacer.delay`):
+Three policies (:meth:`Pacer.delay` for the first two, the learner's ``reserve`` for the third):
 
 * ``fixed`` — the reference run's pacing: a uniform random delay in ``[min, max]`` after
   every request. Simple and safe, but it leaves most of what the upstream allows unused.
@@ -18,7 +18,7 @@ Two policies, one interface (:meth:`Pacer.delay`):
   grants: the spare token absorbs arrival jitter (requests sent a spacing apart can arrive a
   little closer together).
 
-* ``learn`` (opt-in) — the allowance is learned (:mod:`boardsync.learner`): one
+* ``learn`` (the default) — the allowance is learned (:mod:`boardsync.learner`): one
   :class:`~boardsync.learner.Learner` shared by every worker paces each identity the
   upstream sees and learns from answers and bans; what it learned is stored in the database
   (:func:`learner_for`) and the next run starts from it (:func:`starting_allowance`).

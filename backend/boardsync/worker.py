@@ -189,8 +189,8 @@ class Worker:
             if self._ip is not None:
                 # failures since its last answer were most likely its end, not the route's
                 self.client.pool.forgive(self._ip.key)
-            if learner is not None and self._ip is not None:
-                learner.released(self._ip.key)  # a probe it carried passes to a fresh one
+                if learner is not None:
+                    learner.released(self._ip.key)  # a probe it carried passes to a fresh one
             self._ip = current
             self._ip_served = 0
             self.streak.reset()

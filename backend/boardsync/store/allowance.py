@@ -21,6 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from .engine import sqlite_path, with_driver
+
 logger = logging.getLogger(__name__)
 
 _metadata = sa.MetaData()
@@ -48,22 +50,15 @@ class AllowanceStore:
             if self._engine is None:
                 url = make_url(self.db_url)
                 sqlite = url.get_backend_name() == "sqlite"
-                if url.drivername == "postgresql":  # the driver installed (as store.engine)
-                    url = url.set(drivername="postgresql+psycopg2")
                 self._engine = sa.create_engine(
-                    url, connect_args={"timeout": 30} if sqlite else {})
+                    with_driver(url), connect_args={"timeout": 30} if sqlite else {})
             return self._engine
 
     def sqlite_file_missing(self) -> Path | None:
         """The SQLite file of ``db_url`` when it does not exist yet (connecting would create
         it), else None: another backend, an in-memory database, or a file that exists."""
-        url = make_url(self.db_url)
-        db = url.database
-        if url.get_backend_name() != "sqlite" or not db or db == ":memory:" \
-                or db.startswith("file:"):
-            return None
-        path = Path(db)
-        return None if path.exists() else path
+        path = sqlite_path(make_url(self.db_url))
+        return None if path is None or path.exists() else path
 
     def load(self) -> tuple[dict[str, Any], float] | None:
         """``(allowance as a dict, learned_at epoch)``, or None when nothing was stored

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from ..clock import SYSTEM, Clock
@@ -50,6 +50,22 @@ def _is_unavailable(e: BaseException, dialect: str) -> bool:
                 return any(s in msg for s in _SQLITE_TRANSIENT)
             return True  # psycopg2 OperationalError: connection refused, reset, terminated...
     return False
+
+
+def with_driver(url: URL) -> URL:
+    """``url`` with the PostgreSQL driver boardsync installs (psycopg2) named, when it names
+    none; any other URL as it is."""
+    return url.set(drivername="postgresql+psycopg2") if url.drivername == "postgresql" else url
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The SQLite database file of ``url``; ``None`` for another backend, in-memory or
+    ``file:`` URIs."""
+    db = url.database
+    if url.get_backend_name() != "sqlite" or not db or db == ":memory:" \
+            or db.startswith("file:"):
+        return None
+    return Path(db)
 
 
 class Database:
@@ -88,19 +104,13 @@ class Database:
 
     def _sqlite_path(self) -> Path | None:
         """The SQLite database file; ``None`` for PostgreSQL, in-memory or ``file:`` URIs."""
-        db = self._url.database
-        if not db or db == ":memory:" or db.startswith("file:"):
-            return None
-        return Path(db)
+        return sqlite_path(self._url)
 
     def _create_engine(self, echo: bool) -> Engine:
         """The engine, with the connection settings each backend needs (see the comments)."""
         if self.is_postgresql:
-            url = self._url
-            if url.drivername == "postgresql":
-                url = url.set(drivername="postgresql+psycopg2")
             return sa.create_engine(
-                url, pool_pre_ping=True, echo=echo, future=True,
+                with_driver(self._url), pool_pre_ping=True, echo=echo, future=True,
                 connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S,
                               "application_name": "boardsync",
                               "client_encoding": "utf8"},

@@ -101,9 +101,10 @@ class Query(Generic[T]):
     fs: str
     fields: str
     parse_row: Callable[[object], T]
-    #: what is asked exists (a board the directory lists, or a kind's list, whose filter
-    #: always exists and is empty as ``total: 0``): ``data: null`` for it is a soft ban
-    witnessed: bool = False
+    #: why what is asked is known to exist ("" = it is not): a board the directory lists,
+    #: or a kind's list, whose filter always exists and is empty as ``total: 0``; then
+    #: ``data: null`` for it is a soft ban, and the reason is said in its message
+    witnessed: str = ""
 
 
 def members_query(board_code: str, *, witnessed: bool = False) -> Query[Member]:
@@ -117,7 +118,7 @@ def members_query(board_code: str, *, witnessed: bool = False) -> Query[Member]:
     if not is_board_code(board_code):
         raise BadRequest(f"not a board code: {str(board_code)[:40]!r}")
     return Query(f"board {board_code}", member_filter(board_code), MEMBER_FIELDS,
-                 parse_member_row, witnessed)
+                 parse_member_row, "for a board the directory lists" if witnessed else "")
 
 
 def board_list_query(kind: str) -> Query[Board]:
@@ -133,7 +134,7 @@ def board_list_query(kind: str) -> Query[Board]:
     # the end (EASTMONEY_API.md section 5), so it is the soft limit "HTTP 200, data: null"
     # (section 13): a ban signal, which the learner must hear of like any other
     return Query(f"board list {kind}", KIND_FILTERS[kind], BOARD_FIELDS, parse_row,
-                 witnessed=True)
+                 witnessed="for a list, whose kind always exists")
 
 
 @dataclass
@@ -228,9 +229,8 @@ class Pager(Generic[T]):
         if page.total is None and page.rc == RC_NO_QUOTE:
             raise NoQuote(f"{what}: no quote (rc={page.rc}, data null)")
         if page.total is None and self.query.witnessed:
-            why = ("for a list, whose kind always exists" if what.startswith("board list")
-                   else "for a board the directory lists")
-            raise SoftBan(f"{what}: data is null on page 1 (rc={page.rc}) {why}")
+            raise SoftBan(f"{what}: data is null on page 1 (rc={page.rc}) "
+                          f"{self.query.witnessed}")
         if page.total is None:
             raise EmptyData(f"{what}: data is null on page 1 (rc={page.rc})")
         if page.total and not page.rows:
