@@ -28,8 +28,11 @@ from boardsync.proxy import LeakyBucket, ProxyManager, StaticListSource
 from boardsync.queue import LocalTaskQueue, Task
 from boardsync.upstream import (
     Page,
+    Pager,
     ProxyLike,
     Query,
+    SharedPager,
+    Step,
     UpstreamClient,
     board_list_query,
     members_query,
@@ -269,3 +272,47 @@ def test_a_dead_proxy_under_the_directory_is_let_go_and_the_read_asked_on_a_fres
     assert set(read.entries) == {"BK0475"}
     assert len(set(transport.via)) == dead + 1  # each dead IP let go, then a fresh one
     assert rig.proxies.stats().failed == dead
+
+
+# -- a fetch shared between workers ------------------------------------------------------------
+
+
+def shared_fetch(rig: Rig) -> SharedPager[Any]:
+    """Page 1 of BOARD taken by an owner elsewhere (its 3 pages planned), shared."""
+    query = members_query(BOARD.code)
+    pager: Pager[Any] = Pager(query)
+    pager.take(rig.upstream.get_page(query, 1, None))
+    rig.upstream.requests.clear()
+    return SharedPager(pager)
+
+
+def test_a_help_task_asks_the_pages_left_on_its_own_ip_and_reports_nothing(
+        tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ScriptedUpstream(market()))
+    shared = shared_fetch(rig)
+    rig.tasks.put(Task(0, BOARD, share=shared))
+    assert rig.run() == []  # the owner reports the board, not its helpers
+    assert [pn for _, pn, _ in rig.upstream.requests] == [2, 3]
+    assert shared.outcome is Step.DONE and [m.code for m in shared.items] == STOCKS
+
+
+def test_a_helper_whose_page_keeps_failing_fails_the_fetch_for_its_owner(
+        tmp_path: Path) -> None:
+    fs = members_query(BOARD.code).fs
+    faults = {(fs, 2): [HTTPStatusError("502", status=502) for _ in range(3)]}
+    rig = Rig(tmp_path, ScriptedUpstream(market(), faults=faults), page_retries=2,
+              breaker_ips=0)
+    shared = shared_fetch(rig)
+    rig.tasks.put(Task(0, BOARD, share=shared))
+    assert rig.run() == []
+    assert shared.finished and shared.outcome is None
+    assert isinstance(shared.error, HTTPStatusError)  # what the owner will raise
+    assert [pn for _, pn, _ in rig.upstream.requests] == [2, 2]  # page 3 was never asked
+
+
+def test_a_stopped_helper_gives_its_page_back(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ScriptedUpstream(market()))
+    shared = shared_fetch(rig)
+    rig.fetch_stop.set()
+    rig.worker.process(Task(0, BOARD, share=shared))
+    assert rig.upstream.requests == [] and shared.unclaimed == 2 and not shared.finished

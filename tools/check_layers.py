@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                    "breaker", "queue", "witness", "evidence"}),
     ("io", {"upstream", "proxy"}),
     ("crew", {"crew"}),
-    ("worker", {"worker", "reader"}),
+    ("worker", {"worker", "reader", "sharing"}),
     ("run", {"run", "lists", "ledger", "writer"}),
     ("app", {"audit", "report", "daemon", "daemon_job", "health", "progress", "api"}),
     ("sim", {"sim", "demo"}),

@@ -20,7 +20,7 @@ from .learner import Learner
 from .lifetime import IpLife
 from .models import Board
 from .pacing import RateController
-from .plan import expected_pages
+from .plan import expected_pages, pages_waiting
 from .proxy import Proxy
 from .queue import TaskQueue
 
@@ -155,8 +155,7 @@ class Crew:
         horizon = HORIZON_SHARE * self.life.estimate()
         fresh = learner.per_life(horizon)
         size = self.settings.page_size
-        waiting = self.unlisted_pages() + sum(expected_pages(t.board, self.sizes, size)
-                                              for t in self.tasks.pending())
+        waiting = self.unlisted_pages() + pages_waiting(self.tasks.pending(), self.sizes, size)
         with self._lock:
             self._promised.discard(index)
             capacity = 0.0
@@ -221,8 +220,7 @@ class Crew:
         own = expected_pages(board, self.sizes, s.page_size)
         if own * spacing >= s.ip_thrift:
             return False
-        waiting = sum(expected_pages(t.board, self.sizes, s.page_size)
-                      for t in self.tasks.pending()) + own
+        waiting = pages_waiting(self.tasks.pending(), self.sizes, s.page_size) + own
         holders = self.live_holders()
         with self._lock:
             if self._running <= 1 or worth_a_new_ip(waiting, holders, spacing, s.ip_thrift):

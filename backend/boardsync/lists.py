@@ -72,6 +72,7 @@ class ListIntake:
         self.directory_reason = "not read (directory_url is empty)"
         self.before: dict[str, BoardRow] | None = None  # live boards before this run
         self._stored_pages: dict[str, int] = {}  # per unlisted kind, from the stored boards
+        self._directory_pages: dict[str, int] = {}  # per unlisted kind, from the directory
         self.unlisted_pages = 0  # read by workers' threads: one int, replaced whole
 
     def expect(self) -> None:
@@ -89,6 +90,19 @@ class ListIntake:
             if not fresh:
                 pages = max(1, math.ceil((row.member_count or 1) / s.page_size))
                 self._stored_pages[row.kind] = self._stored_pages.get(row.kind, 0) + pages
+        self._recount()
+
+    def _expect_listed(self, entries: dict[str, Any]) -> None:
+        """A kind still to be listed that nothing stored sized: a page for each of its
+        boards the directory names (the least they take), so the crew takes the IPs they
+        need while their list is still coming (a fresh database used to size for nothing)."""
+        for entry in entries.values():
+            kind = entry.kind
+            if kind in self.unlisted and kind not in self._stored_pages and (
+                    not self.settings.boards or entry.code in self.settings.boards):
+                self._directory_pages[kind] = self._directory_pages.get(kind, 0) + 1
+        for kind, pages in self._directory_pages.items():
+            self._stored_pages.setdefault(kind, pages)
         self._recount()
 
     def _recount(self) -> None:
@@ -157,6 +171,7 @@ class ListIntake:
                                self.ledger.run_id, self.directory_reason)
             elif not db_gone and self._guard(DIRECTORY, self._snapshot):
                 self.directory = read.entries
+                self._expect_listed(read.entries)
                 for kind, boards in list(self.lists.items()):
                     levelled = self.lists[kind] = [self._levelled(b) for b in boards]
                     self._guard(kind, functools.partial(self.store.upsert_boards, levelled))

@@ -84,6 +84,19 @@ def expected_pages(board: Board, known: Mapping[str, int], page_size: int) -> in
     return max(1, math.ceil(size / page_size))
 
 
+def pages_waiting(tasks: Iterable[Any], known: Mapping[str, int], page_size: int) -> int:
+    """Requests the queued ``tasks`` are expected to take: each board's
+    :func:`expected_pages`, and each fetch in progress that help tasks join once, as the
+    pages nobody claimed yet (its help tasks are not a board each)."""
+    boards, shares = 0, {}
+    for t in tasks:
+        if t.share is None:
+            boards += expected_pages(t.board, known, page_size)
+        else:
+            shares[id(t.share)] = t.share
+    return boards + sum(share.unclaimed for share in shares.values())
+
+
 def size_rank(board: Board, known: Mapping[str, int]) -> float:
     """The queue rank of ``board`` for biggest-first: minus its :func:`expected_size`; 1 (after
     every known size) when it is unknown.

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .models import Board
@@ -26,17 +26,31 @@ from .models import Board
 logger = logging.getLogger(__name__)
 
 
+class Share(Protocol):
+    """What the queue's readers see of a fetch in progress that help tasks join
+    (:class:`~boardsync.upstream.SharedPager`)."""
+
+    @property
+    def unclaimed(self) -> int:
+        """Pages nobody has claimed yet."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     """One board to fetch; ``retry_count`` is how many attempts already failed (0 = first).
 
     ``rank`` orders tasks with the same ``retry_count``: lower goes first (the sync uses minus
-    the board's expected size); equal ranks keep the order they were put in.
+    the board's expected size); equal ranks keep the order they were put in. A help task
+    (``share`` set) goes before every board: its fetch is under way and finishes sooner.
     """
 
     retry_count: int
     board: Board
     rank: float = 0.0
+    #: set on a *help* task: ask pages of this fetch in progress (its owner reports it);
+    #: in-process only, so a queue shared between hosts would carry tasks without it
+    share: Share | None = field(default=None, compare=False)
 
 
 class TaskQueue(Protocol):

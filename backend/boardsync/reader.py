@@ -1,4 +1,5 @@
-"""A worker's one read of the board directory, paced and retried like a page of a list.
+"""A worker's reads of the board lists and its one read of the board directory, paced and
+retried like a board's pages.
 
 Why through a worker: the directory is read through the same proxies, pacing, breaker and
 failure policy as the lists (a request from an unpaced extra client would be the one that
@@ -13,9 +14,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from .errors import BoardsyncError, Interrupted, QuotaExhausted, UpstreamError
-from .outcomes import DirectoryRead
+from .models import Board
+from .outcomes import DirectoryRead, Listed, ListFailed, RunStatus
 from .policy import classify
-from .upstream import get_body, parse_directory
+from .upstream import board_list_query, get_body, parse_directory
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -69,3 +71,46 @@ def read_directory(worker: Worker) -> DirectoryRead:
             return DirectoryRead(DIRECTORY, [], None, f"unexpected {e!r}"[:200])
         logger.info("Worker %d: board directory: %d boards", worker.index, len(entries))
         return DirectoryRead(DIRECTORY, [], dict(entries))
+
+
+def read_list(worker: Worker, kind: str) -> Listed | ListFailed:
+    """:func:`list_boards`, with a bug turned into a failed list the manager hears of."""
+    try:
+        return list_boards(worker, kind)
+    except Exception as e:  # a bug, not the upstream: the manager must still hear
+        logger.error("Worker %d: board list %s: unexpected %r", worker.index, kind, e,
+                     exc_info=e)
+        worker.ctx.metrics.on_error(classify(e)[0])
+        return ListFailed(kind, RunStatus.PARTIAL, f"board list {kind}: unexpected {e!r}")
+
+
+def list_boards(worker: Worker, kind: str) -> Listed | ListFailed:
+    """Fetch the board list of ``kind`` on ``worker``'s IP and pacer (retried).
+
+    Failures go through the same two levels as a board's: a failed page is asked again in
+    place, and a list that still fails is fetched again whole, up to ``max_retry`` times.
+    The IP is then kept for members: no IP is taken just to list. A list of several pages
+    is shared like a big board's (its help tasks are named ``list:<kind>``).
+    """
+    ctx, s = worker.ctx, worker.ctx.settings
+    label = Board(f"list:{kind}", f"board list {kind}", kind)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return Listed(kind, worker.fetch(board_list_query(kind), ctx.list_stop, label))
+        except Interrupted:
+            return ListFailed(kind, RunStatus.INTERRUPTED, "stop requested while listing boards")
+        except QuotaExhausted as e:
+            return ListFailed(kind, RunStatus.PARTIAL,
+                              f"quota exhausted while listing boards: {e}", quota=True)
+        except BoardsyncError as e:
+            error_class, decision = worker.judge(f"board list {kind}", e)
+            if not worker.budget.retry_board(decision, attempts):
+                # A clean partial end, not an exception: the run record and the state file
+                # must not say "ok" for a run that could not list its boards.
+                logger.error("Worker %d: board list %s failed after %d attempts: %s (%s)",
+                             worker.index, kind, attempts, error_class, e)
+                return ListFailed(kind, RunStatus.PARTIAL, f"board list {kind} failed after "
+                                  f"{attempts} attempts: {error_class}")
+            ctx.clock.wait(ctx.list_stop, worker.rng.uniform(s.req_delay_min, s.req_delay_max))

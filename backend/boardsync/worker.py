@@ -19,7 +19,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .breaker import CLOSED, CircuitBreaker
 from .clock import Clock
@@ -36,20 +36,21 @@ from .errors import (
 from .logctx import bind
 from .metrics import RunMetrics
 from .models import Board
-from .outcomes import Failed, Fetched, Listed, ListFailed, Outcome, QuotaOut, Retrying, RunStatus
+from .outcomes import Failed, Fetched, Outcome, QuotaOut, Retrying
 from .pacing import Pacer, PacingConfig, RateController
 from .policy import Decision, RetryBudget, Streak, Verdict, after_failure, classify
 from .proxy import Proxy, ProxyManager
 from .proxy.slot import ProxySlot
 from .queue import Task, TaskQueue
-from .reader import DIRECTORY, read_directory
+from .reader import DIRECTORY, read_directory, read_list
+from .sharing import help_fetch, own, worth_sharing
 from .upstream import (
     HasCode,
+    Page,
     Pager,
     Query,
     Step,
     UpstreamClient,
-    board_list_query,
     members_query,
 )
 
@@ -129,7 +130,7 @@ class Worker:
             kind = self.kinds.pop(0)
             bind(board=f"list:{kind}")
             try:
-                ctx.report(read_directory(self) if kind == DIRECTORY else self._list_reported(kind))
+                ctx.report(read_directory(self) if kind == DIRECTORY else read_list(self, kind))
             finally:
                 bind(board=None)
             return True
@@ -157,7 +158,7 @@ class Worker:
 
     # -- before every request ------------------------------------------------------------
 
-    def _wait(self, seconds: float, stop: threading.Event) -> None:
+    def wait(self, seconds: float, stop: threading.Event) -> None:
         """Sleep ``seconds`` unless ``stop`` comes first (then abandon the fetch)."""
         if seconds > 0 and self.ctx.clock.wait(stop, seconds):
             raise Interrupted("stop requested")
@@ -170,7 +171,7 @@ class Worker:
                 raise Interrupted("stop requested")
             if breaker.before_request():
                 break
-            self._wait(min(1.0, max(0.01, breaker.wait_time())), stop)
+            self.wait(min(1.0, max(0.01, breaker.wait_time())), stop)
         try:
             self._hold_and_pace(stop)
         except BaseException:
@@ -197,11 +198,11 @@ class Worker:
             self.pacer.new_ip()
             self.ctx.crew.holding(self.index, current)
         if learner is None:
-            self._wait(self.pacer.delay(clock.now()), stop)
+            self.wait(self.pacer.delay(clock.now()), stop)
             self.pacer.started(clock.now())
             return
         while (wait := learner.reserve(current.key, clock.now())) > 0:
-            self._wait(wait, stop)  # the identity's allowance, shared with its other workers
+            self.wait(wait, stop)  # the identity's allowance, shared with its other workers
 
     def _should_retire(self) -> bool:
         """True when this worker's IP is gone and the work waiting is not worth a new one."""
@@ -237,19 +238,20 @@ class Worker:
         ctx.rate.on_success()
         return page
 
-    def fetch(self, query: Query[T], stop: threading.Event) -> list[T]:
-        """Every page of ``query``, each failed page asked again while the policy says so.
+    def ask_page(self, query: Query[Any], pn: int, take: Callable[[Page], R],
+                 stop: threading.Event) -> R:
+        """What ``take`` makes of page ``pn`` of ``query``, the page asked again (on a fresh IP
+        when the policy says rotate) while ``take`` or the request fails and the policy
+        retries.
 
-        Raises what the last failure was (an :class:`UpstreamError`), ``IncompleteData`` when
-        the pages do not add up, and what pacing raises (``Interrupted``, ``QuotaExhausted``).
+        Raises what the last failure was (an :class:`UpstreamError`), and what pacing raises
+        (``Interrupted``, ``QuotaExhausted``).
         """
-        pager: Pager[T] = Pager(query)
-        failures = 0  # failures of the page being asked
+        failures = 0  # failures of this page
         while True:
             self.pace(stop)
             try:
-                step = pager.take(self.send(lambda: self.client.get_page(query, pager.page,
-                                                                         self.slot)))
+                return take(self.send(lambda: self.client.get_page(query, pn, self.slot)))
             except TooManyPages as e:  # the plan, not this page: the attempt fails at once
                 raise self.client.blame(e, self.slot) from None
             except UpstreamError as e:
@@ -258,15 +260,31 @@ class Worker:
                 failures += 1
                 if self._page_failed(e, failures):
                     logger.debug("Worker %d: %s page %d: %s; asking again (attempt %d)",
-                                 self.index, query.what, pager.page, e.error_class,
-                                 failures + 1)
+                                 self.index, query.what, pn, e.error_class, failures + 1)
                     continue
                 raise
-            failures = 0
+
+    def fetch(self, query: Query[T], stop: threading.Event, board: Board) -> list[T]:
+        """Every page of ``query``; once page 1 plans :data:`~boardsync.sharing.SHARE_PAGES`
+        pages or more, the rest shared with idle workers (``board`` names their help tasks).
+
+        Raises what :meth:`ask_page` raises, and ``IncompleteData`` when the pages do not add
+        up.
+        """
+        pager: Pager[T] = Pager(query)
+        while True:
+            step = self.ask_page(query, pager.page, pager.take, stop)
             if step is Step.DONE:
                 return pager.items
             if step is Step.INCOMPLETE:
                 raise self.client.blame(IncompleteData(pager.reason), self.slot)
+            if pager.pages == 1 and worth_sharing(pager):
+                return own(self, pager, stop, board)
+
+    def handled(self, exc: BaseException) -> None:
+        """``exc`` was already judged against the IP it happened on (a helper's page that
+        kept failing): the board's failure must not judge it again against this one."""
+        self._page_exc = exc
 
     # -- failures --------------------------------------------------------------------------
 
@@ -302,7 +320,7 @@ class Worker:
         # the route's failure (the upstream pool moves to another lane) is not the board's
         return verdict in (Verdict.OUTAGE, Verdict.ROUTE)
 
-    def _judge(self, what: str, exc: BaseException) -> tuple[str, Decision]:
+    def judge(self, what: str, exc: BaseException) -> tuple[str, Decision]:
         """Log a failed board or list fetch and apply the policy to the IP, once: a failure
         :meth:`_page_failed` already handled is not counted or applied twice."""
         error_class, decision = classify(exc)
@@ -316,49 +334,6 @@ class Worker:
             self._after_failure(error_class, decision, exc)
         return error_class, decision
 
-    # -- board lists -----------------------------------------------------------------------
-
-    def _list_reported(self, kind: str) -> Listed | ListFailed:
-        """:meth:`list_boards`, with a bug turned into a failed list the manager hears of."""
-        try:
-            return self.list_boards(kind)
-        except Exception as e:  # a bug, not the upstream: the manager must still hear
-            logger.error("Worker %d: board list %s: unexpected %r", self.index, kind, e,
-                         exc_info=e)
-            self.ctx.metrics.on_error(classify(e)[0])
-            return ListFailed(kind, RunStatus.PARTIAL, f"board list {kind}: unexpected {e!r}")
-
-    def list_boards(self, kind: str) -> Listed | ListFailed:
-        """Fetch the board list of ``kind`` on this worker's IP and pacer (retried).
-
-        Failures go through the same two levels as a board's: a failed page is asked again
-        in place, and a list that still fails is fetched again whole, up to ``max_retry``
-        times. The IP is then kept for members: no IP is taken just to list.
-        """
-        ctx, s = self.ctx, self.ctx.settings
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return Listed(kind, self.fetch(board_list_query(kind), ctx.list_stop))
-            except Interrupted:
-                return ListFailed(kind, RunStatus.INTERRUPTED,
-                                  "stop requested while listing boards")
-            except QuotaExhausted as e:
-                return ListFailed(kind, RunStatus.PARTIAL,
-                                  f"quota exhausted while listing boards: {e}", quota=True)
-            except BoardsyncError as e:
-                error_class, decision = self._judge(f"board list {kind}", e)
-                if not self.budget.retry_board(decision, attempts):
-                    # A clean partial end, not an exception: the run record and the state
-                    # file must not say "ok" for a run that could not list its boards.
-                    logger.error("Worker %d: board list %s failed after %d attempts: %s (%s)",
-                                 self.index, kind, attempts, error_class, e)
-                    return ListFailed(kind, RunStatus.PARTIAL, f"board list {kind} failed "
-                                      f"after {attempts} attempts: {error_class}")
-                ctx.clock.wait(ctx.list_stop, self.rng.uniform(s.req_delay_min,
-                                                               s.req_delay_max))
-
     # -- boards ----------------------------------------------------------------------------
 
     def process(self, task: Task) -> None:
@@ -367,9 +342,12 @@ class Worker:
         ctx, board = self.ctx, task.board
         self._pages_ok = 0
         self._board = board
+        if task.share is not None:
+            help_fetch(self, task.share)
+            return
         try:
             members = self.fetch(members_query(board.code, witnessed=board.witnessed),
-                                 ctx.fetch_stop)
+                                 ctx.fetch_stop, board)
         except Interrupted:
             ctx.tasks.put(task)  # returned to the queue, not counted as an attempt
             return
@@ -385,7 +363,7 @@ class Worker:
     def _failed(self, task: Task, exc: BaseException) -> None:
         board = task.board
         attempts = task.retry_count + 1
-        error_class, decision = self._judge(f"board {board.code}", exc)
+        error_class, decision = self.judge(f"board {board.code}", exc)
         if self.budget.retry_board(decision, attempts):
             self.ctx.metrics.on_retry()
             self.ctx.tasks.put(Task(task.retry_count + 1, board, task.rank))

@@ -23,6 +23,8 @@ class Counters:
     not_found: int = 0
     requests_by_board: Counter[str] = field(default_factory=Counter)
     requests_by_identity: Counter[str] = field(default_factory=Counter)
+    #: the identities that asked each board's pages ("list": the board lists' pages)
+    identities_by_board: dict[str, set[str]] = field(default_factory=dict)
     list_requests: int = 0
     bans: int = 0
     banned_requests: int = 0
@@ -53,7 +55,12 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in vars(self).items():
-            out[key] = dict(value) if isinstance(value, Counter) else value
+            if isinstance(value, Counter):
+                out[key] = dict(value)
+            elif isinstance(value, dict):  # of sets
+                out[key] = {k: set(v) for k, v in value.items()}
+            else:
+                out[key] = value
         return out
 
 

@@ -255,6 +255,7 @@ class Upstream:
         c = st.counters
         c.requests += 1
         c.requests_by_identity[ident] += 1
+        c.identities_by_board.setdefault(board or "list", set()).add(ident)
         if board is not None:
             c.requests_by_board[board] += 1
         else:

@@ -6,6 +6,8 @@ Four concepts, one module each, so each is tested alone:
   (pure; fuzzed);
 * :mod:`.paging` - :class:`Pager`, which judges the pages of one fetch with no I/O, so the
   caller (the worker) owns pacing and retries;
+* :mod:`.shared` - :class:`SharedPager`, the same judgement over pages that several workers
+  claim at once (a big board's, a list's);
 * :mod:`.client` - :class:`UpstreamClient`, one request on the lane the pool picks;
 * :mod:`.pool` - :class:`Pool`, endpoints x transports with measured health, refusals;
 * :mod:`.transport` - ``requests`` and curl_cffi's browser impersonation, the one place
@@ -45,6 +47,7 @@ from .paging import (
 )
 from .parse import MAX_TOTAL, Page, infer_market, parse_board_row, parse_member_row, parse_page
 from .pool import DEFAULT_UPSTREAMS, Endpoint, Lane, Pool, build_pool, endpoint
+from .shared import SharedPager
 from .transport import TRANSPORTS, browser_available, make_transport
 
 __all__ = [
@@ -76,6 +79,7 @@ __all__ = [
     "Page",
     "HasCode",
     "Pager",
+    "SharedPager",
     "ProxyLike",
     "Query",
     "Step",

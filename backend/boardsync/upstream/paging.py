@@ -137,8 +137,8 @@ def board_list_query(kind: str) -> Query[Board]:
                  witnessed="for a list, whose kind always exists")
 
 
-@dataclass
-class _Plan:
+@dataclass(frozen=True)
+class Plan:
     """What page 1 fixed: the total, the rows per page, and how many pages that makes."""
 
     total: int
@@ -183,7 +183,7 @@ class Pager(Generic[T]):
         self.total: int | None = None
         self.pages = 0
         self.reason = ""
-        self._plan: _Plan | None = None
+        self._plan: Plan | None = None
         self._items: dict[str, T] = {}
         self._raw = 0  # rows taken, duplicates included
         self._last_rows = 0  # rows on the last page taken
@@ -194,6 +194,11 @@ class Pager(Generic[T]):
     def items(self) -> list[T]:
         """The distinct items in server order, first occurrence of a code winning."""
         return list(self._items.values())
+
+    @property
+    def plan(self) -> Plan | None:
+        """What page 1 fixed (None before page 1, or when it ended the fetch)."""
+        return self._plan
 
     def take(self, page: Page) -> Step:
         """Judge the answer to ``self.page`` and say what to do next.
@@ -247,12 +252,12 @@ class Pager(Generic[T]):
         if self.max_pages is not None and planned > self.max_pages:
             raise TooManyPages(f"{self.query.what}: total={total} at {per_page} rows/page "
                                   f"needs {planned} pages (> {self.max_pages})")
-        self._plan = _Plan(total, per_page, planned, planned + self.extra_pages)
+        self._plan = Plan(total, per_page, planned, planned + self.extra_pages)
         self.total = total
         self._add(parsed)
         return self._next_or_end(self._plan)
 
-    def _take_next(self, plan: _Plan, page: Page, parsed: list[T]) -> Step:
+    def _take_next(self, plan: Plan, page: Page, parsed: list[T]) -> Step:
         empty = page.total is None or not page.rows
         if empty and self.page <= plan.planned and not self._asked_again:
             logger.debug("Pager: %s page %d of %d came back empty; asking once more",
@@ -275,7 +280,7 @@ class Pager(Generic[T]):
         self.pages += 1
         self._last_rows = len(parsed)
 
-    def _next_or_end(self, plan: _Plan) -> Step:
+    def _next_or_end(self, plan: Plan) -> Step:
         """After a page with rows: ask the next one, or end the fetch.
 
         The planned pages always come; past them, only while still short and the last page
@@ -291,7 +296,7 @@ class Pager(Generic[T]):
         self._asked_again = False
         return Step.MORE
 
-    def _end(self, plan: _Plan) -> Step:
+    def _end(self, plan: Plan) -> Step:
         distinct = len(self._items)
         if self._raw != distinct:
             logger.debug("Pager: %s: %d duplicate rows dropped", self.query.what,
