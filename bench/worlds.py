@@ -118,8 +118,9 @@ def one_run(s: Scenario, proxy: str, scale: float, settings: Any, sim: Any, need
 
 def show(r: dict[str, Any]) -> None:
     a = r["learned"]
-    learned = (f"learned {a.rate:.3g}/s b{a.burst} c{a.concurrency} w{list(a.windows)}"
-               if a else "")
+    young = f" (young {a.young_rate:.3g}/s to {a.young_span:.0f} s)" if a and a.young_rate else ""
+    learned = (f"learned {a.rate:.3g}/s{young} b{a.burst} c{a.concurrency} "
+               f"w{list(a.windows)}" if a else "")
     print(f"{r['world']:>12} {r['proxy']:>6} #{r['run']}  wall {r['wall']:8.1f} s / bound "
           f"{r['t_lb']:7.1f} s = {r['wall'] / r['t_lb']:5.2f}   IPs {r['ips']:4d} / "
           f"{r['ip_lb']:3d} = {r['ips'] / r['ip_lb']:5.2f}   bans {r['bans']:3d}  lost "

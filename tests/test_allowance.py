@@ -12,7 +12,14 @@ from collections import deque
 import pytest
 
 from boardsync.allowance import Allowance, decayed
-from boardsync.evidence import burst_shown, next_probe, rate_shown, wait_for
+from boardsync.evidence import (
+    burst_shown,
+    next_probe,
+    probe_value,
+    rate_followed,
+    rate_shown,
+    wait_for,
+)
 from boardsync.learner import Learner
 from boardsync.store.allowance import AllowanceStore
 
@@ -301,16 +308,29 @@ def test_a_limit_that_fell_is_believed_after_the_first_few_bans() -> None:
     assert learner.allowance.rate < 1.0 and not learner.allowance.windows
 
 
-def test_bought_ips_bound_the_burst_first_in_one_jump() -> None:
-    """A fresh learner over bought IPs probes the burst first: one identity sends back to
-    back up to proven + 10; refused after 5, the burst is at most 5 (one IP spent). The rate
-    is probed next, and its evidence then takes at most 5 requests as the burst's."""
+def test_bought_ips_probe_the_rate_first_and_the_burst_once_a_rate_bounds_its_refill(
+        ) -> None:
+    """Bought IPs probe the rate first (the young follow the prober's schedule, which needs
+    no burst bound); the burst comes once a ban refuted a rate, which bounds the refill that
+    helps a burst sent request after request. Without that bound a burst would be probed in
+    one jump to proven + 10, the most section 13's reports say one may hide."""
     learner = Learner(Allowance(rate=1.0), probe_bans=5)
-    assert learner.probe == "burst" and learner.value == 11.0
+    assert (learner.probe, learner.value) == ("rate", 2.0)
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.05), probe_bans=5)
+    assert (learner.probe, learner.value) == ("burst", 2.0)  # the rate is known closely
+    assert probe_value("burst", Allowance(rate=1.0), shared=False, deferred=False) == 11.0
+    assert probe_value("burst", Allowance(rate=1.0, burst_refuted=6), shared=False,
+                       deferred=False) is None  # bisected only once a rate bounds it
+
+
+def test_a_burst_refused_within_its_probe_is_at_most_what_was_admitted() -> None:
+    """A burst probe of 8 refused after 5 admitted back to back: at most 5 (one IP spent)."""
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.05, burst=4), probe_bans=5)
+    assert (learner.probe, learner.value) == ("burst", 8.0)
     rule = Rule(rate=1.0, burst=5)
     t = 0.0
     while True:
-        assert learner.reserve("a", t) == 0.0  # back to back: the probe allows 11 at once
+        assert learner.reserve("a", t) == 0.0
         if not rule.admit(t):
             learner.failed("a", t + 0.05)
             learner.banned("a", t + 0.05)
@@ -318,20 +338,8 @@ def test_bought_ips_bound_the_burst_first_in_one_jump() -> None:
         learner.answered("a", t + 0.05)
         t += 0.05
     assert learner.allowance.burst_refuted == 6  # 5 admitted, the 6th refused
-    assert learner.allowance.burst == 1  # nothing proven above the start yet
-    assert learner.probe == "rate"
-    assert learner.allowance.per_life(60.0) == 1 + 60.0  # paced as before: proven values
-
-
-def test_a_burst_jump_admitted_whole_waits_for_the_rate() -> None:
-    """Eleven admitted back to back bound nothing (the refill may have helped): the burst is
-    left for later and the rate is probed."""
-    learner = Learner(Allowance(rate=1.0), probe_bans=5)
-    for i in range(11):
-        assert learner.reserve("a", i * 0.01) == 0.0
-        learner.answered("a", i * 0.01 + 0.005)
-    assert learner.probe == "rate"
-    assert learner.allowance.burst_refuted == 0 and learner.allowance.burst == 1
+    assert learner.allowance.burst == 4  # nothing proven above what was
+    assert learner.probe == "burst" and learner.value == 5.0  # bisecting between
 
 
 def test_a_rate_is_never_proven_above_the_limit_when_requests_travel_unevenly() -> None:
@@ -360,3 +368,90 @@ def test_a_rate_is_never_proven_above_the_limit_when_requests_travel_unevenly() 
         t += 0.01
     assert highest <= 2.0, highest
 
+
+
+# -- the rate followed for an identity's life ------------------------------------------------
+
+
+def crowd(learner: Learner, rule_of, *, seconds: float, born_every: float = 5.0,
+          life: float = 60.0, step: float = 0.05) -> dict[str, int]:
+    """Bought IPs on a fake clock: a fresh identity every ``born_every`` s, each living
+    ``life`` s (a banned one is replaced at once), every one asking as fast as the learner
+    lets it. Returns the bans of the prober and of the others."""
+    learner.life = lambda: life
+    live: dict[str, tuple[float, Rule]] = {}
+    bans = {"prober": 0, "others": 0}
+    t, n, next_birth = 0.0, 0, 0.0
+    while t < seconds:
+        if t >= next_birth:
+            live[f"ip{n}"], n, next_birth = (t, rule_of()), n + 1, next_birth + born_every
+        for key, (born, rule) in list(live.items()):
+            if t - born >= life:
+                learner.released(key)
+                del live[key]
+                continue
+            if learner.reserve(key, t) > 0:
+                continue
+            if rule.admit(t):
+                learner.answered(key, t + 0.01)
+                continue
+            bans["prober" if key == learner.prober else "others"] += 1
+            learner.failed(key, t + 0.01)
+            learner.banned(key, t + 0.01)
+            del live[key]
+            live[f"ip{n}"], n = (t, rule_of()), n + 1
+        t = round(t + step, 6)
+    return bans
+
+
+def test_a_rate_followed_for_a_life_is_proven_for_identities_that_young() -> None:
+    """Burst 5 hides any rate the first life could show for all ages ((k - 10) / d), but
+    the prober's own schedule, lived unbanned for most of an IP's life, is safe for any
+    identity no older: the young follow it at the probe, the old stay at the start."""
+    learner = Learner(Allowance(rate=0.5), probe_bans=1)
+    assert (learner.probe, learner.value) == ("rate", 1.0)
+    bans = crowd(learner, lambda: Rule(rate=1.2, burst=5), seconds=150.0)
+    a = learner.allowance
+    assert bans["others"] == 0 and bans["prober"] <= 1  # the next probe (2/s) may be
+    assert 0.9 <= a.young_rate <= 1.0 and a.young_span >= 45.0  # 3/4 of the life, unbanned
+    assert a.rate < a.young_rate and a.rate_at(a.young_span + 1) == a.rate
+
+
+def test_followers_of_a_prober_that_is_banned_are_never_banned() -> None:
+    """A probe too fast for the true rate (1/s against 0.5/s, a burst of 10 hiding it for
+    20 requests): the prober is banned, but every identity that followed it was younger
+    at each of its requests than the prober had been, so none is; the probe is refuted."""
+    learner = Learner(Allowance(rate=0.5), probe_bans=1)
+    assert (learner.probe, learner.value) == ("rate", 1.0)
+    bans = crowd(learner, lambda: Rule(rate=0.5, burst=10), seconds=120.0, born_every=2.0)
+    assert bans["prober"] == 1 and bans["others"] == 0
+    a = learner.allowance
+    assert a.rate_refuted == 1.0 and a.rate <= 0.5 and a.young_rate <= 1.0
+
+
+def test_an_identity_older_than_the_proof_is_paced_at_the_rate_for_any_age() -> None:
+    learner = Learner(Allowance(rate=0.5, young_rate=1.0, young_span=10.0), probe_bans=0)
+    t, starts = 0.0, []
+    while t < 20.0:
+        wait = learner.reserve("a", t)
+        if wait > 0:
+            t += wait
+            continue
+        starts.append(t)
+        learner.answered("a", t)
+    gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:], strict=False)]
+    assert set(gaps[:9]) == {1.0}  # young: one a second
+    assert gaps[-1] == 2.0  # past 10 s: one every 2 s
+
+
+def test_rate_followed_is_the_slowest_average_from_the_first_request() -> None:
+    assert rate_followed([0.0, 1.0, 2.0, 3.0], 1, 3.2) == pytest.approx(3 / 3.2)
+    assert rate_followed([0.0, 0.1, 0.2, 10.0], 2, 10.0) == pytest.approx(2 / 10.0)
+    assert rate_followed([5.0], 1, 5.1) == 0.0  # one request shows no rate
+
+
+def test_a_rate_proven_for_young_identities_counts_per_life_by_age() -> None:
+    a = Allowance(rate=0.5, burst=2, young_rate=1.0, young_span=30.0)
+    assert a.per_life(20.0) == 2 + 20.0
+    assert a.per_life(60.0) == 2 + 30.0 + 0.5 * 30.0
+    assert Allowance(rate=1.0, burst=2).per_life(60.0) == 62.0

@@ -111,3 +111,19 @@ def test_the_defaults_are_the_learner_and_fast_is_their_name(tmp_path: Path) -> 
     reference = CliRunner().invoke(cli, ["--preset", "reference", *args],
                                    catch_exceptions=False)
     assert reference.stdout.startswith("workers: 6\n") and "pacing: fixed." in reference.stdout
+
+
+def test_a_young_rate_is_explained_with_the_ages_it_holds_for(tmp_path: Path,
+                                                               sqlite_url: str) -> None:
+    """A rate a prober followed for 40 s unbanned holds for IPs that young: both rates are
+    shown, and the per-IP arithmetic counts each for its part of the life."""
+    store = AllowanceStore(sqlite_url, "push2.eastmoney.com")
+    store.save(Allowance(rate=0.5, young_rate=1.0, young_span=40.0).to_json(), time.time())
+    store.close()
+    result = explain(tmp_path, sqlite_url, "--workers", "0", "--ip-ttl", "46",
+                     *API)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "1 req/s for an IP's first 40 s (a prober followed it that long unbanned)" in out
+    assert ("so one IP may serve about burst + young rate x its first 40 s + rate x the rest "
+            "= 1 + 1 x 40 + 0.5 x 6 = 44 requests in its life") in out

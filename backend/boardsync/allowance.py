@@ -38,11 +38,23 @@ class Allowance:
     concurrency_refuted: int = 0
     bans: int = 0
     learned_at: float = 0.0
+    #: a faster rate proven for identities up to ``young_span`` s after their first
+    #: request: a prober followed it from fresh that long unbanned, which proves its
+    #: schedule safe for any identity no older, whatever burst may hide a lower ``rate``
+    young_rate: float = 0.0
+    young_span: float = 0.0
+
+    def rate_at(self, age_s: float) -> float:
+        """The proven rate for an identity ``age_s`` seconds after its first request."""
+        return self.young_rate if self.young_rate > self.rate and age_s <= self.young_span \
+            else self.rate
 
     def per_life(self, life_s: float) -> float:
-        """Requests one identity may send in ``life_s``: ``burst + rate * life``, or a window's
-        ``N * ceil(life / W)`` when smaller. Example: burst 5, 1/s, 45 s -> 50."""
-        bounds = [self.burst + self.rate * life_s]
+        """Requests one identity may send in ``life_s``: ``burst + rate * life`` (the rate for
+        its age), or a window's ``N * ceil(life / W)`` when smaller. Example: burst 5, 1/s,
+        45 s -> 50."""
+        young = min(life_s, self.young_span) if self.young_rate > self.rate else 0.0
+        bounds = [self.burst + self.young_rate * young + self.rate * (life_s - young)]
         bounds += [n * max(1, math.ceil(life_s / w)) for n, w in self.windows]
         return min(bounds)
 
@@ -70,6 +82,7 @@ def decayed(a: Allowance, age_s: float, half_life_s: float = HALF_LIFE_S,
     keep = age_s < half_life_s
     return dataclasses.replace(
         a, rate=start.rate + (a.rate - start.rate) * f,
+        young_rate=start.rate + (a.young_rate - start.rate) * f if a.young_rate else 0.0,
         burst=max(1, math.floor(1 + (a.burst - 1) * f)),
         concurrency=max(1, math.floor(1 + (a.concurrency - 1) * f)),
         windows=a.windows if keep else (),

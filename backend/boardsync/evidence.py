@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .allowance import Allowance
 
+#: Requests a true burst may hide beyond the proven one (section 13: up to 10 connections).
+UNSEEN_BURST = 10
 #: Rate probes stop when refuted / proven is at most this (10 % of the allowance unused).
 RATE_PRECISION = 1.1
 
@@ -34,6 +37,53 @@ def rate_shown(count: int, span_s: float, burst_max: float) -> float:
     if span_s <= 0 or count <= burst_max:
         return 0.0
     return (count - burst_max) / span_s
+
+
+def rate_followed(starts: Sequence[float], burst: float, last_answer: float) -> float:
+    """The fastest rate whose schedule from fresh is nowhere ahead of an identity's own: each
+    request ``i`` (from 1) of a bucket ``(rate, burst)`` starts no sooner after the first than
+    ``(i - burst) / rate``, so the least ``(i - burst) / (t_i - t_1)`` over its history
+    (the last one timed at its answer, which the upstream's arrival precedes). An identity
+    that was not banned proves that schedule safe for as long as its history lasted, for
+    any burst and rate the upstream may have (its bucket refills while the requests wait).
+
+    Example: starts 0, 1, 2, 3 (answered at 3.2), burst 1 -> min(1/1, 2/2, 3/3.2) = 0.94.
+    """
+    seq = list(starts)
+    if len(seq) < 2:
+        return 0.0
+    first = seq[0]
+    times = [*seq[1:-1], max(seq[-1], last_answer)]
+    rates = [(i - burst) / (t - first) for i, t in enumerate(times, 2) if i > burst]
+    return min((r for r in rates if r > 0), default=0.0)
+
+
+def rate_evidence(a: Allowance, v: float, ident: Identity, span: float, most: float,
+                  lived_s: float, *, leading: bool) -> tuple[Allowance, float]:
+    """A rate prober's history weighed (pure): the allowance it leaves and the rate it showed
+    for the probe ``v``.
+
+    For any age: ``(count - most) / span`` (:func:`rate_shown`, ``most`` the largest burst
+    the upstream may have). For identities no older than it (``lived_s`` > 0: bought IPs,
+    which live and die, not a shared identity): the rate it followed
+    (:func:`rate_followed`), proven up to its span (``young_rate``, ``young_span``); a new
+    prober's proof replaces a standing one once it is as old, or lived ``lived_s``; the
+    leader's own always does. The probe counts as shown by the first, or by the second
+    once it lived ``lived_s``.
+    """
+    shown = min(rate_shown(ident.count, span, most), v)
+    if shown > a.rate and (not a.rate_refuted or shown < a.rate_refuted):
+        a = replace(a, rate=shown)
+    lived = 0.0
+    if lived_s > 0:
+        followed = min(rate_followed(ident.starts, a.burst, ident.answered_at or 0.0), v)
+        replaces = leading or not a.young_span or span >= min(a.young_span, lived_s)
+        if followed > a.rate and replaces:
+            a = replace(a, young_rate=followed, young_span=round(span, 3))
+            lived = followed if span >= lived_s else 0.0
+    if a.young_rate <= a.rate:
+        a = replace(a, young_rate=0.0, young_span=0.0)
+    return a, max(shown, lived)
 
 
 def burst_shown(count: int, span_s: float, rate_max: float) -> int:
@@ -117,3 +167,15 @@ def next_probe(param: str, a: Allowance) -> float | None:
     if not hi_i:
         return float(lo_i * 2)
     return float((lo_i + hi_i) // 2) if hi_i - lo_i > 1 else None
+
+
+def probe_value(param: str, a: Allowance, shared: bool, deferred: bool) -> float | None:
+    """:func:`next_probe`, but a bought IP's burst (not ``shared``) is first probed in one
+    jump (proven + :data:`UNSEEN_BURST`), and is bisected only once a refuted rate bounds the
+    refill that helps a burst sent request after request (``deferred``: a jump was all
+    admitted, so it waits for that bound)."""
+    if param != "burst" or shared or a.rate_refuted:
+        return next_probe(param, a)
+    if a.burst_refuted or a.burst_closed or deferred:
+        return None
+    return float(a.burst + UNSEEN_BURST)

@@ -1,24 +1,15 @@
 """The learner of the upstream's allowance: how fast one identity may ask, learned as it goes.
 
-Why: nobody knows East Money's per-identity limit and it moves (EASTMONEY_API.md section 13:
-a rate, a burst, windows and a connection cap are reported, none verified), so it is measured
-from the only signals there are: answers (admitted) and ban signals (not). The rule is the
-upstream's, so one learner is shared by every worker; each identity (the peer address the
-upstream sees: this host in direct mode, an exit IP otherwise) keeps its own history in it.
-
-The model (docs/BENCHMARKS.md, "The learner"): per identity a token bucket of ``burst``
-requests refilled at ``rate`` per second, any learned windows (at most N per W seconds) and at
-most ``concurrency`` requests in flight. Each number has a proven value (admitted without a
-ban) and, once a ban refuted a larger one, a refuted value. **One number is probed at a
-time**, by **one identity at a time** (the prober, a fresh one): only it runs above the
-proven values, so a ban during its probe refutes it and costs one IP. A probe doubles the
-proven value until the first refusal, then bisects between proven
-and refuted, and stops within 10 % (rate) or one request (burst, concurrency). Evidence is the
-prober's whole history (:mod:`boardsync.evidence`). Probing stops once ``probe_bans`` bans
-were spent on it (5 % of the run's IPs). A ban on an identity paced at proven values exceeded
-a limit the model lacks: a window, or the rate is withdrawn.
-
-Waits are pure numbers (:func:`wait_for`); the worker sleeps them.
+Why: nobody knows East Money's per-identity limit and it moves (EASTMONEY_API.md section 13),
+so it is measured from the only signals there are: answers (admitted) and ban signals (not).
+The rule is the upstream's, so one learner is shared by every worker; each identity (the peer
+address the upstream sees) keeps its own history in it. The model: per identity a token
+bucket (``rate``, ``burst``), learned windows (N per W s) and ``concurrency`` in flight; each
+number proven (admitted without a ban) or refuted (by a ban). **One number is probed at a
+time, by one identity** (the prober), so a ban during its probe refutes it; probes double,
+then bisect; probing stops after ``probe_bans`` bans (5 % of the run's IPs). A ban at proven
+values exceeded a limit the model lacks: a window, or the rate is withdrawn. The method and
+its figures: docs/BENCHMARKS.md, "The learner". Waits are pure numbers (:func:`wait_for`).
 """
 
 from __future__ import annotations
@@ -33,18 +24,17 @@ from .evidence import (
     BANNED_RETRY_MAX_S,
     BANNED_RETRY_S,
     RATE_PRECISION,
+    UNSEEN_BURST,
     Identity,
     burst_shown,
-    next_probe,
-    rate_shown,
+    probe_value,
+    rate_evidence,
     wait_for,
 )
 
 logger = logging.getLogger(__name__)
 
 MIN_RATE = 0.01  # the rate is never withdrawn below one request per 100 s
-#: Requests a true burst may hide beyond the proven one (section 13: up to 10 connections).
-UNSEEN_BURST = 10
 #: Share of a run's IPs that probing may cost (issue 14: at most about 5 %).
 PROBE_SHARE = 0.05
 #: Bans at the proven allowance are believed (the rate withdrawn) only once at least this
@@ -62,10 +52,13 @@ PARAMS = ("rate", "burst", "concurrency")
 #: Bought IPs probe the burst first, in one jump to the most a burst may hide: the ban that
 #: ends it costs one IP and bounds the burst (k admitted back to back, then refused: at most
 #: k), which the rate's evidence needs (docs/BENCHMARKS.md, "The learner").
-PER_IP = ("burst", "rate")
+PER_IP = ("rate", "burst")
 #: A prober not heard of for this many proven spacings has ended (its IP expired): the next
 #: fresh identity takes the probe over.
 QUIET_SPACINGS = 10.0
+#: A rate prober that followed its probe unbanned for this share of an IP's life showed it
+#: (``Allowance.young_rate``): few IPs live longer, and those go at the any-age rate then.
+LIFE_SHARE = 0.75
 
 
 class Learner:
@@ -98,17 +91,21 @@ class Learner:
         self.prober: str | None = None  # the one identity paced at the probed value
         self._wall = wall
         self._save = save
+        #: an IP's expected life in seconds (the crew's estimate), for the rate's life proof
+        self.life: Callable[[], float] | None = None
+        self.leader: str | None = None  # the prober whose schedule the young follow
         self._ids: dict[str, Identity] = {}
         self._lock = threading.Lock()
         self._next_probe()
 
     # -- the allowance in force --
 
-    def current(self, key: str | None = None) -> tuple[float, float, int]:
-        """``(rate, burst, concurrency)`` used now for ``key`` (None: the prober's): proven
-        values, the probed one raised for the prober only."""
+    def current(self, key: str | None = None, age: float = 0.0) -> tuple[float, float, int]:
+        """``(rate, burst, concurrency)`` used now for ``key`` (None: the prober's) at ``age``
+        seconds after its first request: proven values, the probed one raised for the prober
+        only."""
         a = self.allowance
-        rate, burst, conc = a.rate, float(a.burst), a.concurrency
+        rate, burst, conc = a.rate_at(age), float(a.burst), a.concurrency
         if key is not None and key != self.prober:
             return rate, burst, conc
         if self.probe == "rate":
@@ -141,7 +138,8 @@ class Learner:
                 now - held.stamp < QUIET_SPACINGS / self.allowance.rate:
             return
         if ident.first is None or self.shared:
-            value = self._probe_value(self.probe, self.allowance)  # from what is proven by now
+            # from what is proven by now
+            value = probe_value(self.probe, self._base(), self.shared, self.burst_deferred)
             if value is None:
                 self._next_probe()
                 if self.probe is None:
@@ -170,7 +168,8 @@ class Learner:
                 ident.in_flight += 1
                 return 0.0
             self._claim(key, ident, now)
-            rate, burst, conc = self.current(key)
+            age = now - ident.first if ident.first is not None else 0.0
+            rate, burst, conc = self.current(key, age)
             wait = wait_for(ident, rate, burst, self.allowance.windows, conc, now)
             if wait > 0:
                 return wait
@@ -207,7 +206,7 @@ class Learner:
             ident.count += 1
             self.max_count = max(self.max_count, ident.count)
             if key == self.prober:
-                self._tested(ident)
+                self._tested(key, ident)
 
     def failed(self, key: str, now: float) -> None:
         """A request of ``key`` failed (maybe the first of a ban): its time is kept."""
@@ -254,15 +253,13 @@ class Learner:
 
     # -- learning (lock held) --
 
-    def _tested(self, ident: Identity) -> None:
+    def _tested(self, key: str, ident: Identity) -> None:
         """Weigh the prober's history since fresh (k admitted, starts spanning d) as evidence.
 
         ``d`` runs from the first request's start to the last one's answer, which contains
         the span of arrivals the upstream judged, however long each request travelled.
-        Rate: it proves ``(k - B) / d`` for the largest burst B the upstream may have (one
-        below a refuted burst, else the proven one plus :data:`UNSEEN_BURST`); the proven
-        rate rises to that as it grows (never to the probe itself: only what is shown), and
-        the next prober probes on from it once it is within :data:`RATE_PRECISION`.
+        Rate: :func:`~boardsync.evidence.rate_evidence` (for any age, and for the young);
+        the next prober probes on once it is within :data:`RATE_PRECISION`.
         Burst: once the prober spent the probed burst,
         ``k - r * d`` for the refuted rate r (the refill while replies came back); a burst
         the refill could explain is proven only as far as shown, and closed there (asking
@@ -273,12 +270,21 @@ class Learner:
         span = (ident.answered_at or ident.stamp or 0.0) - (ident.first or 0.0)
         if self.probe == "rate":
             most = a.burst_refuted - 1 if a.burst_refuted else a.burst + UNSEEN_BURST
-            shown = min(rate_shown(ident.count, span, most), v)
-            if shown > a.rate * 1.02 and (not a.rate_refuted or shown < a.rate_refuted):
-                self._changed(dataclasses.replace(a, rate=shown))
-                if shown >= v / RATE_PRECISION:  # the probe is shown: probe on from there
-                    logger.info("Pacing: rate %.3g shown without a ban; now proven", shown)
-                    self._next_probe()
+            life = self.life() if self.life is not None and not self.shared else 0.0
+            new, shown = rate_evidence(a, v, ident, span, most, LIFE_SHARE * life if life
+                                       else 0.0, leading=key == self.leader)
+            if new != a:
+                if new.young_span >= LIFE_SHARE * life > a.young_span:
+                    logger.info("Pacing: rate %.3g followed for %.1f s without a ban: proven "
+                                "for identities that young", new.young_rate, new.young_span)
+                self.leader = key if new.young_span else None
+                # a leader's every answer moves its proof: stored when it moved by 10 %
+                self._changed(new, save=new.rate > a.rate * 1.02 or shown >= v / RATE_PRECISION
+                              or new.young_span > 1.1 * a.young_span
+                              or new.young_rate > 1.02 * a.young_rate)
+            if shown >= v / RATE_PRECISION:  # the probe is shown: probe on from there
+                logger.info("Pacing: rate %.3g shown without a ban; now proven", shown)
+                self._next_probe()
             return
         if self.probe == "burst":
             if ident.count < int(v):
@@ -352,7 +358,8 @@ class Learner:
             return
         else:
             refuted = a.rate
-            a = dataclasses.replace(a, rate=max(refuted / 2, MIN_RATE), rate_refuted=refuted)
+            a = dataclasses.replace(a, rate=max(refuted / 2, MIN_RATE), rate_refuted=refuted,
+                                    young_rate=0.0, young_span=0.0)
             logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
                         a.rate)
         self.unexplained = self.started = 0
@@ -366,24 +373,25 @@ class Learner:
         if self.spent >= self.probe_bans:
             return
         for param in self.params:
-            value = self._probe_value(param, self.allowance)
+            value = probe_value(param, self._base(), self.shared, self.burst_deferred)
             if value is not None:
                 self.probe, self.value = param, value
                 return
 
-    def _probe_value(self, param: str, a: Allowance) -> float | None:
-        """:func:`next_probe`, but a bought IP's burst is first probed in one jump (proven +
-        :data:`UNSEEN_BURST`), and is bisected only once a refuted rate bounds the refill
-        that helps a burst sent request after request."""
-        if param != "burst" or self.shared or a.rate_refuted:
-            return next_probe(param, a)
-        if a.burst_refuted or a.burst_closed or self.burst_deferred:
-            return None
-        return float(a.burst + UNSEEN_BURST)
+    def _base(self) -> Allowance:
+        """What probes start from: the young's rate counts once it lived an IP's life."""
+        a, life = self.allowance, self.life() if self.life is not None else 0.0
+        if a.young_rate > a.rate and life and a.young_span >= LIFE_SHARE * life:
+            return dataclasses.replace(a, rate=a.young_rate)
+        return a
 
-    def _changed(self, a: Allowance) -> None:
+    def _changed(self, a: Allowance, save: bool = True) -> None:
+        if a.young_rate and a.burst > self.allowance.burst:
+            # the young's schedule was followed with the smaller burst: for the larger one
+            # only the rate for any age is proven (the rate is probed again from there)
+            a = dataclasses.replace(a, young_rate=0.0, young_span=0.0)
         self.allowance = dataclasses.replace(a, learned_at=self._wall())
-        if self._save is not None:
+        if self._save is not None and save:
             try:
                 self._save(self.allowance)
             except Exception as e:  # noqa: BLE001 - learning must not stop the run

@@ -83,6 +83,15 @@ class Summary:
         """Record why the run stopped early; the first reason stands."""
         self.stop_reason = self.stop_reason or reason
 
+    def count(self, metrics: Any, stats: Any, hosts: list[dict[str, Any]]) -> None:
+        """The run's requests, retries, errors and latency (``metrics``), its IPs (the proxy
+        manager's ``stats``) and the upstream hosts' health, as they stand at its end."""
+        self.requests, self.retries = metrics.requests, metrics.retries
+        self.ips_extracted, self.ips_failed = stats.extracted, stats.failed
+        self.ips_expired = stats.expired
+        self.errors, self.latency = metrics.errors_by_class(), metrics.latency_percentiles()
+        self.hosts = hosts
+
     def end(self, status: str) -> None:
         """Set the final status unless one is already set (the first reason stands)."""
         if self.status == RunStatus.RUNNING:

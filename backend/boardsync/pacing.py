@@ -280,6 +280,9 @@ def describe_allowance(a: Allowance, *, bans: bool = False) -> str:
              else "no rate", f"burst {a.burst}", f"concurrency {a.concurrency}"]
     windows = ", ".join(f"at most {n} per {w:g} s" for n, w in a.windows)
     parts.append(f"windows: {windows}" if windows else "no windows")
+    if a.young_rate > a.rate:
+        parts.append(f"{a.young_rate:.3g} req/s for an IP's first {a.young_span:.0f} s (a "
+                     "prober followed it that long unbanned)")
     if a.rate_refuted:
         parts.append(f"a ban refuted {a.rate_refuted:.3g} req/s")
     if a.burst_refuted:
@@ -335,11 +338,17 @@ def _explain_per_identity(settings: Settings, a: Allowance) -> str:
     else:
         life = settings.ip_ttl
         taken = f"an IP is kept ip_ttl = {life:g} s"
-    bucket = a.burst + a.rate * life
+    young = min(life, a.young_span) if a.young_rate > a.rate else 0.0
+    bucket = a.burst + a.young_rate * young + a.rate * (life - young)
     n = a.per_life(life)
-    text = (f"per IP: {taken}, so one IP may serve about burst + rate x life = {a.burst} + "
-            f"{a.rate:.3g} x {life:g} = {bucket:.0f} requests in its life")
-    if n < bucket:
+    if young:
+        text = (f"per IP: {taken}, so one IP may serve about burst + young rate x its first "
+                f"{young:g} s + rate x the rest = {a.burst} + {a.young_rate:.3g} x {young:g} "
+                f"+ {a.rate:.3g} x {life - young:g} = {bucket:.0f} requests in its life")
+    else:
+        text = (f"per IP: {taken}, so one IP may serve about burst + rate x life = "
+                f"{a.burst} + {a.rate:.3g} x {life:g} = {bucket:.0f} requests in its life")
+    if n < bucket - 1e-9:
         text += f"; a learned window caps that at {n:.0f}"
     return text
 

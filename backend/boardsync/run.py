@@ -1,20 +1,20 @@
 """One sync run: a manager feeding one retry-count task queue to N worker threads.
 
-Shape (SPEC §2): the manager starts every worker thread at once, each waiting ``stagger`` times
-its index before its first request; the first of them fetch the board lists (one kind each, in
-parallel) before they take boards, and as soon as one kind's
-list arrives the manager queues ``Task(0, board, rank)`` for each of its boards that needs
-syncing (ranked biggest first unless ``board_order = "listed"``), so the other workers are
-already fetching members while the longer lists are still paging. Workers
-(:mod:`boardsync.worker`) hand back one :data:`~boardsync.outcomes.Outcome` per event; the
-manager validates each fetched board (suspicious shrinkage is held back), writes boards in
-batches (:mod:`boardsync.writer`), and only then records them in the state file
-(:mod:`boardsync.ledger`), so the database is the truth and a kill at any moment loses
-nothing: the next run resumes the unfinished run and skips boards that run already wrote.
+Shape (SPEC §2): the manager starts every worker thread at once; the first of them fetch the
+board lists (one kind each, in parallel, their pages shared with idle workers) before they
+take boards, and as soon as one kind's list arrives the manager queues ``Task(0, board,
+rank)`` for each of its boards that needs syncing (biggest first unless ``board_order =
+"listed"``). Workers (:mod:`boardsync.worker`) hand back one
+:data:`~boardsync.outcomes.Outcome` per event; the manager validates each fetched board
+(suspicious shrinkage is held back), writes boards in batches (:mod:`boardsync.writer`), and
+only then records them in the state file (:mod:`boardsync.ledger`), so the database is the
+truth and a kill at any moment loses nothing: the next run resumes the unfinished run and
+skips boards that run already wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue as stdqueue
@@ -204,6 +204,8 @@ class Run:
         lists = self.lists
         crew = Crew(s, self.tasks, self.rate, lists.sizes, lists.pending,
                     unlisted_pages=lambda: lists.unlisted_pages)
+        if self.rate.learner is not None:
+            self.rate.learner.life = crew.life.estimate  # for the rate's life proof
         ctx = WorkerContext(run_id=run_id, settings=s, clock=self.clock, tasks=self.tasks,
                             report=self.outcomes.put, proxies=self.proxies,
                             breaker=self.breaker, pacing=self.pacing, rate=self.rate,
@@ -368,14 +370,7 @@ class Run:
             sm.end(S.PARTIAL)
         sm.end(S.OK)
         stats = self.proxies.stats()
-        sm.requests = self.metrics.requests
-        sm.retries = self.metrics.retries
-        sm.ips_extracted = stats.extracted
-        sm.ips_failed = stats.failed
-        sm.ips_expired = stats.expired
-        sm.errors = self.metrics.errors_by_class()
-        sm.latency = self.metrics.latency_percentiles()
-        sm.hosts = self.pool.snapshot()
+        sm.count(self.metrics, stats, self.pool.snapshot())
         ips = {"extracted": stats.extracted, "failed": stats.failed, "expired": stats.expired}
         # An interrupted or partial run stays "current" so the next start resumes it.
         finished = sm.status in (S.OK, S.NOTHING_TO_DO) or (
@@ -389,6 +384,14 @@ class Run:
             self.state.finish_run(sm.run_id, sm.status, sm.totals(), ips, sm.errors,
                                   resumable=not finished)
             self.state.save(force=True)
+        except StateError as e:
+            if sm.status == S.OK:  # the data is whole but not its audit file: say so, as
+                sm.status = S.PARTIAL  # when the file fails mid-run (nothing to resume)
+                sm.stop(f"state file: {e}")
+                with contextlib.suppress(StorageError):  # best effort: the file's error is raised
+                    self.store.finish_run(sm.run_id, sm.status, sm.totals(), sm.errors,
+                                          stats.extracted)
+            raise
         finally:
             if self.progress is not None:
                 self.progress.close(self.ledger.snapshot(stats.extracted))
