@@ -316,3 +316,30 @@ def test_a_stopped_helper_gives_its_page_back(tmp_path: Path) -> None:
     rig.fetch_stop.set()
     rig.worker.process(Task(0, BOARD, share=shared))
     assert rig.upstream.requests == [] and shared.unclaimed == 2 and not shared.finished
+
+
+def test_two_workers_sharing_a_board_ask_each_page_once_and_report_it_whole(
+        tmp_path: Path) -> None:
+    """One board of 8 pages (one row each), two worker threads: whoever is free claims the
+    next page, so page 1 is asked once, every later page once, and one worker reports the
+    board, whole and in page order."""
+    stocks = [f"{600000 + i:06d}" for i in range(8)]
+    rig = Rig(tmp_path, ScriptedUpstream({members_query(BOARD.code).fs: member_rows(stocks)},
+                                         page_size=1))
+    second = Worker(1, rig.ctx, (), random.Random(3))
+    rig.tasks.put(Task(0, BOARD))
+
+    def work(worker: Worker) -> None:
+        for _ in range(200):
+            if any(isinstance(o, Fetched) for o in rig.reported) and not len(rig.tasks):
+                return
+            worker.loop()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in (rig.worker, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    fetched = [o for o in rig.reported if isinstance(o, Fetched)]
+    assert len(fetched) == 1 and [m.code for m in fetched[0].members] == stocks
+    assert sorted(pn for _, pn, _ in rig.upstream.requests) == list(range(1, 9))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from .config import Settings
-from .learner import Learner
+from .learner import QUIET_SPACINGS, Learner
 from .lifetime import IpLife
 from .models import Board
 from .pacing import RateController
@@ -95,6 +95,7 @@ class Crew:
         self.unlisted_pages = unlisted_pages
         self.life = life or IpLife(settings.ip_life, settings.ip_ttl)
         self._promised: set[int] = set()  # admitted, no IP yet
+        self._probe_at = -math.inf  # when a worker was last admitted for the probe alone
         self._answers: deque[float] = deque(maxlen=PACE_SAMPLES)  # the crew's latest answers
         self.tasks = tasks
         self.rate = rate
@@ -170,8 +171,12 @@ class Crew:
                     capacity += fresh
             busy = sum(1 for i, slot in self._holders.items()
                        if i not in self._retired and (slot.live or i in self._promised))
-            if busy >= most or not more_ips_needed(waiting, capacity):
+            probe = learner.wants_prober() and waiting > 0 and \
+                now - self._probe_at >= QUIET_SPACINGS / rate
+            if busy >= most or not (probe or more_ips_needed(waiting, capacity)):
                 return False
+            if probe:  # the probe waits for a fresh IP, and none would come for the work
+                self._probe_at = now
             self._promised.add(index)
         return True
 

@@ -59,31 +59,50 @@ def rate_followed(starts: Sequence[float], burst: float, last_answer: float) -> 
 
 
 def rate_evidence(a: Allowance, v: float, ident: Identity, span: float, most: float,
-                  lived_s: float, *, leading: bool) -> tuple[Allowance, float]:
-    """A rate prober's history weighed (pure): the allowance it leaves and the rate it showed
-    for the probe ``v``.
+                  lived_s: float, *, leading: bool) -> tuple[Allowance, float, bool]:
+    """A rate prober's history weighed (pure): the allowance it leaves, the rate it showed
+    for the probe ``v``, and whether its schedule is now the one the young follow.
 
     For any age: ``(count - most) / span`` (:func:`rate_shown`, ``most`` the largest burst
     the upstream may have). For identities no older than it (``lived_s`` > 0: bought IPs,
     which live and die, not a shared identity): the rate it followed
-    (:func:`rate_followed`), proven up to its span (``young_rate``, ``young_span``); a new
-    prober's proof replaces a standing one once it is as old, or lived ``lived_s``; the
-    leader's own always does. The probe counts as shown by the first, or by the second
-    once it lived ``lived_s``.
+    (:func:`rate_followed`), proven up to its span (``young_rate``, ``young_span``). A new
+    prober's proof replaces the leader's once it is as fast and as old (or lived
+    ``lived_s``), so no follower is ever slowed below what it followed; the leader's own
+    always does. The probe counts as shown by the first, or by the second once the prober
+    sent ``2 (most + 1)`` requests (a probe twice the true rate drains any burst it may
+    hide within that many) or lived ``lived_s``, having followed at least half the probe.
     """
     shown = min(rate_shown(ident.count, span, most), v)
     if shown > a.rate and (not a.rate_refuted or shown < a.rate_refuted):
         a = replace(a, rate=shown)
-    lived = 0.0
+    lived, took = 0.0, False
     if lived_s > 0:
         followed = min(rate_followed(ident.starts, a.burst, ident.answered_at or 0.0), v)
-        replaces = leading or not a.young_span or span >= min(a.young_span, lived_s)
+        replaces = leading or not a.young_span or (
+            followed >= a.young_rate and span >= min(a.young_span, lived_s))
         if followed > a.rate and replaces:
-            a = replace(a, young_rate=followed, young_span=round(span, 3))
-            lived = followed if span >= lived_s else 0.0
+            a, took = replace(a, young_rate=followed, young_span=round(span, 3)), True
+            done = span >= lived_s or ident.count >= 2 * (most + 1)
+            # a prober its own work kept below the probe still showed what it followed:
+            # the next probe starts from that (doubled), not from the probe
+            lived = v if done and followed >= v / 2 else 0.0
     if a.young_rate <= a.rate:
         a = replace(a, young_rate=0.0, young_span=0.0)
-    return a, max(shown, lived)
+    return a, max(shown, lived), took
+
+
+def led(a: Allowance, ident: Identity) -> Allowance:
+    """The leader's proof, extended by its history so far (pure): it goes on at the young
+    rate past its span after the probe moved on, which shows that rate for older identities
+    too (its schedule only ever slows the followers it leads, never speeds them past it)."""
+    span = (ident.answered_at or 0.0) - (ident.first or 0.0)
+    if span <= a.young_span:
+        return a
+    followed = min(rate_followed(ident.starts, a.burst, ident.answered_at or 0.0), a.young_rate)
+    if followed <= a.rate:
+        return a
+    return replace(a, young_rate=followed, young_span=round(span, 3))
 
 
 def burst_shown(count: int, span_s: float, rate_max: float) -> int:
@@ -120,6 +139,9 @@ class Identity:
     generation: int = 0  # the learner's generation it was last paced under
     tested: int = 0  # its requests past the burst under the current probe
     refusals: int = 0  # requests let through since the ban (each waits twice as long)
+    #: it outlived the young rate's span: its bucket was spent at the young rate, which the
+    #: upstream may refill slower, so it restarts empty at the rate for any age
+    aged: bool = False
 
 
 #: A banned shared identity is asked again after this many seconds, doubling each time (to
@@ -179,3 +201,19 @@ def probe_value(param: str, a: Allowance, shared: bool, deferred: bool) -> float
     if a.burst_refuted or a.burst_closed or deferred:
         return None
     return float(a.burst + UNSEEN_BURST)
+
+
+def exercised(probe: str | None, value: float, a: Allowance, ident: Identity) -> bool:
+    """Whether a prober's refused request was one only the probe allowed: within the probed
+    burst, past the proven burst for a rate probe, at the probed concurrency."""
+    if probe == "burst":
+        return ident.count < value
+    if probe == "rate":
+        return ident.count >= a.burst
+    return probe == "concurrency" and ident.in_flight + 1 >= value
+
+
+def probing_base(a: Allowance) -> Allowance:
+    """What probes start from: the young rate when it is the faster (the next probe doubles
+    or bisects from the fastest schedule an identity was seen to follow unbanned)."""
+    return replace(a, rate=a.young_rate) if a.young_rate > a.rate else a

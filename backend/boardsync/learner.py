@@ -27,7 +27,10 @@ from .evidence import (
     UNSEEN_BURST,
     Identity,
     burst_shown,
+    exercised,
+    led,
     probe_value,
+    probing_base,
     rate_evidence,
     wait_for,
 )
@@ -37,11 +40,9 @@ logger = logging.getLogger(__name__)
 MIN_RATE = 0.01  # the rate is never withdrawn below one request per 100 s
 #: Share of a run's IPs that probing may cost (issue 14: at most about 5 %).
 PROBE_SHARE = 0.05
-#: Bans at the proven allowance are believed (the rate withdrawn) only once at least this
-#: many were seen, and on at least :data:`UNEXPLAINED_SHARE` of the identities started
-#: since: a proven rate is a lower bound shown by an identity's history, so a ban at it is
-#: a board's or an IP's own (data:null, a re-issued IP) unless it keeps happening. A limit
-#: that really fell bans most identities, and is believed after the first few.
+#: Bans at a proven rate are believed (it is withdrawn) once this many were seen, on at
+#: least :data:`UNEXPLAINED_SHARE` of the identities started since: until then they are a
+#: board's or an IP's own (data:null, a re-issued IP). A rate assumed, not shown, at once.
 UNEXPLAINED_MIN = 2
 UNEXPLAINED_SHARE = 0.25
 #: Most distinct identities whose history is kept (older ones are forgotten first).
@@ -49,9 +50,7 @@ MAX_IDENTITIES = 4096
 #: Probed in this order, one at a time. A shared identity (direct, tunnel) probes the rate
 #: first: a ban there stops every worker for the ban's length.
 PARAMS = ("rate", "burst", "concurrency")
-#: Bought IPs probe the burst first, in one jump to the most a burst may hide: the ban that
-#: ends it costs one IP and bounds the burst (k admitted back to back, then refused: at most
-#: k), which the rate's evidence needs (docs/BENCHMARKS.md, "The learner").
+#: Bought IPs probe the rate first too: the young follow its prober, which needs no burst.
 PER_IP = ("rate", "burst")
 #: A prober not heard of for this many proven spacings has ended (its IP expired): the next
 #: fresh identity takes the probe over.
@@ -69,13 +68,15 @@ class Learner:
         probe_bans: bans probing may cost in this run (then it stops and keeps what is proven).
         shared: identities are shared by several workers (direct, tunnel): the concurrency is
             probed; with one worker per identity it cannot matter and is not.
+        assumed: the rate is the start's, not a stored one: a ban at it withdraws it at once.
         wall: wall-clock epoch now (``learned_at``); save: called with each new allowance.
     """
 
     def __init__(self, allowance: Allowance | None = None, *, probe_bans: int = 1,
                  shared: bool = False, wall: Callable[[], float] = lambda: 0.0,
-                 save: Callable[[Allowance], None] | None = None) -> None:
+                 save: Callable[[Allowance], None] | None = None, assumed: bool = False) -> None:
         self.allowance = allowance or Allowance()
+        self.assumed = assumed  # the rate is where a run starts, not yet shown by an answer
         self.probe_bans = max(0, probe_bans)
         self.shared = shared
         self.params = PARAMS if shared else PER_IP
@@ -101,11 +102,12 @@ class Learner:
     # -- the allowance in force --
 
     def current(self, key: str | None = None, age: float = 0.0) -> tuple[float, float, int]:
-        """``(rate, burst, concurrency)`` used now for ``key`` (None: the prober's) at ``age``
-        seconds after its first request: proven values, the probed one raised for the prober
-        only."""
+        """``(rate, burst, concurrency)`` for ``key`` (None: the prober's) ``age`` s after its
+        first request: proven values, the probed one raised for the prober only."""
         a = self.allowance
         rate, burst, conc = a.rate_at(age), float(a.burst), a.concurrency
+        if key is not None and key == self.leader != self.prober:
+            return max(rate, a.young_rate), burst, conc  # it goes first, extending its proof
         if key is not None and key != self.prober:
             return rate, burst, conc
         if self.probe == "rate":
@@ -116,8 +118,10 @@ class Learner:
             conc = int(self.value)
         return rate, burst, conc
 
-    def per_life(self, life_s: float) -> float:
-        """Requests one fresh identity may send in ``life_s`` under the proven allowance."""
+    def wants_prober(self) -> bool:  # a probe waits for a fresh identity (an extra IP)
+        return self.probe is not None and self.prober is None and not self.shared
+
+    def per_life(self, life_s: float) -> float:  # one fresh identity's, at proven values
         return self.allowance.per_life(life_s)
 
     def _ident(self, key: str) -> Identity:
@@ -137,8 +141,7 @@ class Learner:
         if held is not None and held.stamp is not None and \
                 now - held.stamp < QUIET_SPACINGS / self.allowance.rate:
             return
-        if ident.first is None or self.shared:
-            # from what is proven by now
+        if ident.first is None or self.shared:  # from what is proven by now
             value = probe_value(self.probe, self._base(), self.shared, self.burst_deferred)
             if value is None:
                 self._next_probe()
@@ -147,6 +150,7 @@ class Learner:
             else:
                 self.value = value
             self.prober, ident.generation, ident.tested = key, self.generation, 0
+            logger.debug("Pacing: %s %g probed by %s", self.probe, self.value, key)
             ident.tokens = self.current()[1]
 
     def released(self, key: str) -> None:
@@ -154,6 +158,7 @@ class Learner:
         with self._lock:
             if key == self.prober:
                 self.prober = None
+            self.leader = None if key == self.leader else self.leader  # its proof stays
 
     def reserve(self, key: str, now: float) -> float:
         """0 and the request is started, or the seconds to wait; atomic (shared identities)."""
@@ -170,6 +175,8 @@ class Learner:
             self._claim(key, ident, now)
             age = now - ident.first if ident.first is not None else 0.0
             rate, burst, conc = self.current(key, age)
+            if not ident.aged and ident.stamp is not None and rate < self.allowance.young_rate:
+                ident.aged, ident.tokens, ident.stamp = True, 0.0, now  # see Identity.aged
             wait = wait_for(ident, rate, burst, self.allowance.windows, conc, now)
             if wait > 0:
                 return wait
@@ -207,6 +214,9 @@ class Learner:
             self.max_count = max(self.max_count, ident.count)
             if key == self.prober:
                 self._tested(key, ident)
+            elif key == self.leader:
+                new = led(self.allowance, ident)
+                self._changed(new, save=new.young_span > 1.1 * self.allowance.young_span)
 
     def failed(self, key: str, now: float) -> None:
         """A request of ``key`` failed (maybe the first of a ban): its time is kept."""
@@ -224,8 +234,7 @@ class Learner:
                 return
             ident.banned = True
             if ident.count == 0 and ident.in_flight == 0:
-                # refused at its first request: it came banned (a provider re-issuing an IP
-                # banned before, a shared address banned by someone else); nothing to learn
+                # refused at its first request: it came banned (re-issued); nothing to learn
                 ident.banned_at, ident.refusals = now, 0
                 self._changed(dataclasses.replace(self.allowance,
                                                   bans=self.allowance.bans + 1))
@@ -235,21 +244,17 @@ class Learner:
                                                   bans=self.allowance.bans + 1))
                 return
             ident.banned_at, ident.refusals = now, 0
+            if key == self.leader != self.prober:  # past its proof: the proof stays, spent
+                self.leader, self.spent = None, self.spent + 1
+                self._changed(dataclasses.replace(self.allowance,
+                                                  bans=self.allowance.bans + 1))
+                return
             at = ident.failed_at if ident.failed_at is not None else now
             span = at - ident.first if ident.first is not None else 0.0
-            probed = key == self.prober and self._exercised(ident)
+            probed = key == self.prober and exercised(self.probe, self.value, self.allowance, ident)
             if key == self.prober:
                 self.prober = None
             self._learn_ban(ident.count, span, probed)
-
-    def _exercised(self, ident: Identity) -> bool:
-        """Whether the refused request was one only the probe allowed: within the probed
-        burst, past the proven burst for a rate probe, at the probed concurrency."""
-        if self.probe == "burst":
-            return ident.count < self.value
-        if self.probe == "rate":
-            return ident.count >= self.allowance.burst
-        return self.probe == "concurrency" and ident.in_flight + 1 >= self.value
 
     # -- learning (lock held) --
 
@@ -271,13 +276,14 @@ class Learner:
         if self.probe == "rate":
             most = a.burst_refuted - 1 if a.burst_refuted else a.burst + UNSEEN_BURST
             life = self.life() if self.life is not None and not self.shared else 0.0
-            new, shown = rate_evidence(a, v, ident, span, most, LIFE_SHARE * life if life
-                                       else 0.0, leading=key == self.leader)
+            new, shown, took = rate_evidence(a, v, ident, span, most, LIFE_SHARE * life
+                                             if life else 0.0, leading=key == self.leader)
             if new != a:
-                if new.young_span >= LIFE_SHARE * life > a.young_span:
+                self.assumed = self.assumed and new.rate <= a.rate
+                if took and key != self.leader:
                     logger.info("Pacing: rate %.3g followed for %.1f s without a ban: proven "
                                 "for identities that young", new.young_rate, new.young_span)
-                self.leader = key if new.young_span else None
+                    self.leader = key
                 # a leader's every answer moves its proof: stored when it moved by 10 %
                 self._changed(new, save=new.rate > a.rate * 1.02 or shown >= v / RATE_PRECISION
                               or new.young_span > 1.1 * a.young_span
@@ -347,7 +353,8 @@ class Learner:
             logger.info("Pacing: ban with nothing probed after %d requests in %.1f s: a limit "
                         "beyond the bucket; learned a window of %d per %g s", count, span,
                         *window)
-        elif self.unexplained + 1 < max(UNEXPLAINED_MIN, UNEXPLAINED_SHARE * self.started):
+        elif not self.assumed and self.unexplained + 1 < max(UNEXPLAINED_MIN,
+                                                             UNEXPLAINED_SHARE * self.started):
             # one ban on an identity paced at proven values may be its own (a board that
             # answers data:null, an IP banned before): counted, not yet believed
             self.unexplained += 1
@@ -378,13 +385,8 @@ class Learner:
                 self.probe, self.value = param, value
                 return
 
-    def _base(self) -> Allowance:
-        """What probes start from: the young's rate counts once it lived an IP's life."""
-        a, life = self.allowance, self.life() if self.life is not None else 0.0
-        if a.young_rate > a.rate and life and a.young_span >= LIFE_SHARE * life:
-            return dataclasses.replace(a, rate=a.young_rate)
-        return a
-
+    def _base(self) -> Allowance:  # what probes start from
+        return probing_base(self.allowance)
     def _changed(self, a: Allowance, save: bool = True) -> None:
         if a.young_rate and a.burst > self.allowance.burst:
             # the young's schedule was followed with the smaller burst: for the larger one

@@ -267,7 +267,8 @@ def learner_for(settings: Settings, clock: Clock, found: StartingAllowance | Non
 
     return Learner(start, probe_bans=probe_budget(settings),
                    shared=settings.proxy in ("direct", "tunnel"),
-                   wall=lambda: clock.wall().timestamp(), save=store_it if save else None)
+                   wall=lambda: clock.wall().timestamp(), save=store_it if save else None,
+                   assumed=found.stored is None)
 
 
 # -- in words (``boardsync sync --explain``) --
@@ -341,13 +342,11 @@ def _explain_per_identity(settings: Settings, a: Allowance) -> str:
     young = min(life, a.young_span) if a.young_rate > a.rate else 0.0
     bucket = a.burst + a.young_rate * young + a.rate * (life - young)
     n = a.per_life(life)
-    if young:
-        text = (f"per IP: {taken}, so one IP may serve about burst + young rate x its first "
-                f"{young:g} s + rate x the rest = {a.burst} + {a.young_rate:.3g} x {young:g} "
-                f"+ {a.rate:.3g} x {life - young:g} = {bucket:.0f} requests in its life")
-    else:
-        text = (f"per IP: {taken}, so one IP may serve about burst + rate x life = "
-                f"{a.burst} + {a.rate:.3g} x {life:g} = {bucket:.0f} requests in its life")
+    text = (f"per IP: {taken}, so one IP may serve about burst + young rate x its first "
+            f"{young:g} s + rate x the rest = {a.burst} + {a.young_rate:.3g} x {young:g} + "
+            f"{a.rate:.3g} x {life - young:g}" if young else f"per IP: {taken}, so one IP may "
+            f"serve about burst + rate x life = {a.burst} + {a.rate:.3g} x {life:g}")
+    text += f" = {bucket:.0f} requests in its life"
     if n < bucket - 1e-9:
         text += f"; a learned window caps that at {n:.0f}"
     return text
