@@ -42,7 +42,7 @@ MIN_RATE = 0.01  # the rate is never withdrawn below one request per 100 s
 PROBE_SHARE = 0.05
 #: Bans at a proven rate are believed (it is withdrawn) once this many were seen, on at
 #: least :data:`UNEXPLAINED_SHARE` of the identities started since: until then they are a
-#: board's or an IP's own (data:null, a re-issued IP). A rate assumed, not shown, at once.
+#: board's or an IP's own (data:null, a re-issued IP). A rate assumed, not shown: at two.
 UNEXPLAINED_MIN = 2
 UNEXPLAINED_SHARE = 0.25
 #: Most distinct identities whose history is kept (older ones are forgotten first).
@@ -52,11 +52,9 @@ MAX_IDENTITIES = 4096
 PARAMS = ("rate", "burst", "concurrency")
 #: Bought IPs probe the rate first too: the young follow its prober, which needs no burst.
 PER_IP = ("rate", "burst")
-#: A prober not heard of for this many proven spacings has ended (its IP expired): the next
-#: fresh identity takes the probe over.
+#: A prober not heard of for this many proven spacings has ended: a fresh one takes over.
 QUIET_SPACINGS = 10.0
-#: A rate prober that followed its probe unbanned for this share of an IP's life showed it
-#: (``Allowance.young_rate``): few IPs live longer, and those go at the any-age rate then.
+#: A rate prober that followed its probe unbanned this share of an IP's life showed it.
 LIFE_SHARE = 0.75
 
 
@@ -68,7 +66,8 @@ class Learner:
         probe_bans: bans probing may cost in this run (then it stops and keeps what is proven).
         shared: identities are shared by several workers (direct, tunnel): the concurrency is
             probed; with one worker per identity it cannot matter and is not.
-        assumed: the rate is the start's, not a stored one: a ban at it withdraws it at once.
+        assumed: the rate is the start's, not a stored one: the second ban at it withdraws
+            it, however many identities started (once: then as for a shown rate).
         wall: wall-clock epoch now (``learned_at``); save: called with each new allowance.
     """
 
@@ -353,10 +352,9 @@ class Learner:
             logger.info("Pacing: ban with nothing probed after %d requests in %.1f s: a limit "
                         "beyond the bucket; learned a window of %d per %g s", count, span,
                         *window)
-        elif not self.assumed and self.unexplained + 1 < max(UNEXPLAINED_MIN,
-                                                             UNEXPLAINED_SHARE * self.started):
-            # one ban on an identity paced at proven values may be its own (a board that
-            # answers data:null, an IP banned before): counted, not yet believed
+        elif self.unexplained + 1 < max(UNEXPLAINED_MIN, 0 if self.assumed else
+                                        UNEXPLAINED_SHARE * self.started):
+            # a ban at proven values may be its own (data:null, an IP banned before)
             self.unexplained += 1
             logger.info("Pacing: ban at the proven allowance after %d requests (%d of %d "
                         "identities since): not believed yet", count, self.unexplained,
@@ -370,6 +368,7 @@ class Learner:
             logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
                         a.rate)
         self.unexplained = self.started = 0
+        self.assumed = False  # once: what it is withdrawn to is counted like a shown rate
         self._changed(dataclasses.replace(a, bans=a.bans + 1))
         self._next_probe()
 
