@@ -493,3 +493,10 @@ def test_bans_at_the_assumed_start_withdraw_it_at_the_second() -> None:
             assert learner.allowance.rate == 0.5 or n == 2  # the first is not believed
         assert (learner.allowance.rate < 0.5) is assumed
         assert learner.allowance.windows == ()  # neither is taken for a window
+
+
+def test_served_between_counts_each_age_at_its_rate() -> None:
+    a = Allowance(rate=0.5, young_rate=1.0, young_span=30.0)
+    assert a.served_between(20.0, 40.0) == 10.0 + 5.0
+    assert a.served_between(35.0, 45.0) == 5.0  # all past the young span
+    assert Allowance(rate=0.5).served_between(0.0, 10.0) == 5.0

@@ -8,7 +8,7 @@ holders whose IPs are plain values; times are numbers, no sleeping.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from boardsync.allowance import Allowance
 from boardsync.config import load_settings
@@ -134,3 +134,39 @@ def test_callers_arriving_together_share_one_extraction_call() -> None:
     assert len(set(got)) == 10
     assert len(src.calls) <= 2  # not one call per caller
     assert pm.stats().extracted == 10
+
+
+def test_a_probe_waiting_for_a_fresh_ip_gets_one_extra_once_per_quiet_spell() -> None:
+    """Every IP held covers the work, so no fresh IP would come while they live, and the
+    probe waits for one (a rate probe needs an identity's history from fresh): the crew
+    takes one extra IP for it, and no second one until the prober had time to claim it
+    (10 proven spacings)."""
+    crew, _ = crew_with(5_000)  # 50 pages: the two held IPs' 90 cover them
+    learner = crew.rate.learner
+    assert learner is not None
+    for i in range(2):
+        crew.join(i, Held(Proxy(f"ip{i}", None, 1e9, born=0.0)))
+    for i in (2, 3):
+        crew.join(i, Held())
+    assert not crew.admit(2, now=0.0)  # nothing probed (probe_bans 0): nothing extra
+    learner.probe, learner.value, learner.prober = "rate", 2.0, None
+    assert learner.wants_prober()
+    assert crew.admit(2, now=1.0)  # one extra IP, for the probe alone
+    assert not crew.admit(3, now=5.0)  # within 10 s (10 spacings at 1/s): not another
+    assert crew.admit(3, now=11.5)  # the probe is still waiting: another chance
+
+
+def test_young_holders_count_at_the_young_rate() -> None:
+    """Two IPs taken at t=0, a 45-s horizon: at the young rate (1/s to 60 s) they serve 90
+    pages, enough for 60; at the rate for any age (0.5/s) only 45, and a third is taken."""
+    def admits(young: float) -> bool:
+        crew, _ = crew_with(6_000, rate=0.5)
+        learner = crew.rate.learner
+        assert learner is not None
+        learner.allowance = replace(learner.allowance, young_rate=young, young_span=60.0)
+        for i in range(2):
+            crew.join(i, Held(Proxy(f"ip{i}", None, 1e9, born=0.0)))
+        crew.join(2, Held())
+        return crew.admit(2, now=0.0)
+
+    assert admits(0.0) and not admits(1.0)

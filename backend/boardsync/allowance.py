@@ -49,6 +49,13 @@ class Allowance:
         return self.young_rate if self.young_rate > self.rate and age_s <= self.young_span \
             else self.rate
 
+    def served_between(self, start_s: float, end_s: float) -> float:
+        """Requests the rates allow one identity between two ages (its burst not counted).
+        Example: 1/s young to 30 s, else 0.5/s; ages 20 to 40 -> 10 + 5 = 15."""
+        young_end = min(end_s, self.young_span) if self.young_rate > self.rate else start_s
+        young = max(0.0, young_end - start_s)
+        return self.young_rate * young + self.rate * max(0.0, end_s - start_s - young)
+
     def per_life(self, life_s: float) -> float:
         """Requests one identity may send in ``life_s``: ``burst + rate * life`` (the rate for
         its age), or a window's ``N * ceil(life / W)`` when smaller. Example: burst 5, 1/s,

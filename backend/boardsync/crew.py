@@ -151,7 +151,8 @@ class Crew:
         learner = self.gated()
         if learner is None:
             return True
-        rate = learner.allowance.rate  # proven: what every holder but the prober is paced at
+        allowance = learner.allowance
+        rate = allowance.rate  # proven for any age: what every holder is paced at when old
         most = self.throughput(now) / (SLOW_SHARE * rate)  # holders the client can keep busy
         horizon = HORIZON_SHARE * self.life.estimate()
         fresh = learner.per_life(horizon)
@@ -164,9 +165,10 @@ class Crew:
                 if i in self._retired:
                     continue
                 held = slot.current
-                if held is not None and slot.live:
+                if held is not None and slot.live:  # at the rate for its age, young or not
+                    age = max(0.0, now - held.born)
                     left = held.born + self.life.estimate() - now
-                    capacity += rate * max(0.0, min(horizon, left))
+                    capacity += allowance.served_between(age, age + max(0.0, min(horizon, left)))
                 elif i in self._promised:
                     capacity += fresh
             busy = sum(1 for i, slot in self._holders.items()
