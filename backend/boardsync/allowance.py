@@ -39,8 +39,8 @@ class Allowance:
     bans: int = 0
     learned_at: float = 0.0
     #: a faster rate proven for identities up to ``young_span`` s after their first
-    #: request: a prober followed it from fresh that long unbanned, which proves its
-    #: schedule safe for any identity no older, whatever burst may hide a lower ``rate``
+    #: request: a prober's history that long unbanned bounds the upstream's bucket on
+    #: every interval so long, whatever burst may hide a lower ``rate``
     young_rate: float = 0.0
     young_span: float = 0.0
 

@@ -40,12 +40,11 @@ def rate_shown(count: int, span_s: float, burst_max: float) -> float:
 
 
 def rate_followed(starts: Sequence[float], burst: float, last_answer: float) -> float:
-    """The fastest rate whose schedule from fresh is nowhere ahead of an identity's own: each
-    request ``i`` (from 1) of a bucket ``(rate, burst)`` starts no sooner after the first than
-    ``(i - burst) / rate``, so the least ``(i - burst) / (t_i - t_1)`` over its history
-    (the last one timed at its answer, which the upstream's arrival precedes). An identity
-    that was not banned proves that schedule safe for as long as its history lasted, for
-    any burst and rate the upstream may have (its bucket refills while the requests wait).
+    """The least ``(i - burst) / (t_i - t_1)`` over an identity's history (the last request
+    timed at its answer, which the upstream's arrival precedes): for an identity that was not
+    banned, a bucket ``(that rate, burst)`` stays within the upstream's on every interval up
+    to the history's span, whatever the upstream's burst and rate (both bounds are linear in
+    the interval's length and hold at its two ends; docs/BENCHMARKS.md, "The learner").
 
     Example: starts 0, 1, 2, 3 (answered at 3.2), burst 1 -> min(1/1, 2/2, 3/3.2) = 0.94.
     """
