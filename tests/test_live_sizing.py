@@ -78,28 +78,28 @@ def crew_with(pages: int, *, rate: float = 1.0, burst: int = 5, life_s: float = 
 
 
 def test_the_crew_admits_ips_until_their_allowance_covers_the_work() -> None:
-    # 1,000 pages; one fresh IP serves 5 + 1/s x 45 s (3/4 of a 60-s life) = 50 of them
+    # 1,000 pages; one fresh IP serves 5 + 1/s x 60 s (its life) = 65 of them
     crew, _ = crew_with(100_000)
     slots = [Held() for _ in range(40)]
     for i, slot in enumerate(slots):
         crew.join(i, slot)
     admitted = [i for i in range(40) if crew.admit(i, now=0.0)]
-    assert len(admitted) == 20  # IPs needed = 1,000 / 50
+    assert len(admitted) == 16  # IPs needed = 1,000 / 65, rounded up
     assert not crew.admit(39, now=0.0)
 
 
 def test_held_ips_count_for_what_is_left_of_their_life() -> None:
-    # 100 pages; two IPs extracted at t=0 of a 60-s life, paced at 1/s, horizon 45 s
+    # 130 pages; two IPs extracted at t=0 of a 60-s life, paced at 1/s, horizon 60 s
     def crew_at(now: float) -> bool:
-        crew, _ = crew_with(10_000)
+        crew, _ = crew_with(13_000)
         for i in range(2):
             crew.join(i, Held(Proxy(f"ip{i}", None, 1e9, born=0.0)))
         crew.join(2, Held())
         return crew.admit(2, now=now)
 
-    assert crew_at(0.0)  # 2 x 45 = 90 < 100: a third IP is needed
-    assert crew_at(50.0)  # 2 x 10 s left = 20 < 100
-    crew, _ = crew_with(5_000)  # 50 pages: 90 covers them
+    assert crew_at(0.0)  # 2 x 60 = 120 < 130: a third IP is needed
+    assert crew_at(50.0)  # 2 x 10 s left = 20 < 130
+    crew, _ = crew_with(5_000)  # 50 pages: 120 covers them
     for i in range(2):
         crew.join(i, Held(Proxy(f"ip{i}", None, 1e9, born=0.0)))
     crew.join(2, Held())
@@ -141,7 +141,7 @@ def test_a_probe_waiting_for_a_fresh_ip_gets_one_extra_once_per_quiet_spell() ->
     probe waits for one (a rate probe needs an identity's history from fresh): the crew
     takes one extra IP for it, and no second one until the prober had time to claim it
     (10 proven spacings)."""
-    crew, _ = crew_with(5_000)  # 50 pages: the two held IPs' 90 cover them
+    crew, _ = crew_with(5_000)  # 50 pages: the two held IPs' 120 cover them
     learner = crew.rate.learner
     assert learner is not None
     for i in range(2):
@@ -157,10 +157,10 @@ def test_a_probe_waiting_for_a_fresh_ip_gets_one_extra_once_per_quiet_spell() ->
 
 
 def test_young_holders_count_at_the_young_rate() -> None:
-    """Two IPs taken at t=0, a 45-s horizon: at the young rate (1/s to 60 s) they serve 90
-    pages, enough for 60; at the rate for any age (0.5/s) only 45, and a third is taken."""
+    """Two IPs taken at t=0, a 60-s horizon: at the young rate (1/s to 60 s) they serve 120
+    pages, enough for 80; at the rate for any age (0.5/s) only 60, and a third is taken."""
     def admits(young: float) -> bool:
-        crew, _ = crew_with(6_000, rate=0.5)
+        crew, _ = crew_with(8_000, rate=0.5)
         learner = crew.rate.learner
         assert learner is not None
         learner.allowance = replace(learner.allowance, young_rate=young, young_span=60.0)
