@@ -140,3 +140,24 @@ def test_a_board_gone_from_its_list_is_marked_deleted(tmp_path: Path) -> None:
     assert again.summary.deleted == 1 and state_of(again, "BK0001") == "deleted"
     deleted = {r.code for r in again.store.board_list("industry") if r.deleted_at is not None}
     assert deleted == {"BK0001"}
+
+
+def test_a_resumed_run_whose_boards_were_all_written_before_its_kill_ends_ok(
+        tmp_path: Path) -> None:
+    """Killed after its last board was written but before it was closed: the next start
+    resumes it, fetches nothing, and closes it ok (its boards are), not nothing to do."""
+    first = new_run(tmp_path)
+    first.handle(Listed("industry", [SMALL, BIG]))
+    first.handle(Fetched(SMALL, members(3), 1))
+    first.handle(Fetched(BIG, members(300, 300000), 1))
+    first.step()
+    assert first.summary.ok == 2  # written; then killed: no finish()
+    first.state.save(force=True)
+    second = new_run(tmp_path)
+    assert second.run_id == first.run_id  # resumed
+    second.handle(Listed("industry", [SMALL, BIG]))
+    assert not second.tasks.pending() and second.finished()
+    second.finish()
+    assert second.summary.status == RunStatus.OK
+    assert [(r.id, r.status) for r in Store(second.settings.db_url).runs()] == [
+        (first.run_id, RunStatus.OK)]

@@ -74,6 +74,7 @@ class ListIntake:
         self._stored_pages: dict[str, int] = {}  # per unlisted kind, from the stored boards
         self._directory_pages: dict[str, int] = {}  # per unlisted kind, from the directory
         self.unlisted_pages = 0  # read by workers' threads: one int, replaced whole
+        self.resumed_written = 0  # boards this (resumed) run had written before it was killed
 
     def expect(self) -> None:
         """Before the lists come in: the pages the stored boards of each kind will take
@@ -246,6 +247,7 @@ class ListIntake:
             return
         self.sizes.update(chosen.sizes)
         self.ledger.summary.skipped += chosen.skipped
+        self.resumed_written += len(chosen.written)
         for board, row in chosen.written:
             self.ledger.reconcile(board, row)
         self.ledger.queued(chosen.todo)

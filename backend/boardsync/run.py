@@ -294,7 +294,8 @@ class Run:
             return False
         sm = self.summary
         if (sm.status == S.RUNNING and not sm.boards_total and not sm.deleted
-                and not self.lists.missing):
+                and not self.lists.missing and not self.lists.resumed_written):
+            # (a resumed run whose every board was written before its kill ends ok: done)
             sm.status = S.NOTHING_TO_DO
         self.all_done.set()
         return True
