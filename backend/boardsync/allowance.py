@@ -49,19 +49,21 @@ class Allowance:
         return self.young_rate if self.young_rate > self.rate and age_s <= self.young_span \
             else self.rate
 
+    def young_within(self, age_s: float) -> float:
+        """Seconds of an identity's first ``age_s`` paced at the young rate (0: none faster)."""
+        return min(age_s, self.young_span) if self.young_rate > self.rate else 0.0
+
     def served_between(self, start_s: float, end_s: float) -> float:
         """Requests the rates allow one identity between two ages (its burst not counted).
         Example: 1/s young to 30 s, else 0.5/s; ages 20 to 40 -> 10 + 5 = 15."""
-        young_end = min(end_s, self.young_span) if self.young_rate > self.rate else start_s
-        young = max(0.0, young_end - start_s)
+        young = max(0.0, self.young_within(end_s) - self.young_within(start_s))
         return self.young_rate * young + self.rate * max(0.0, end_s - start_s - young)
 
     def per_life(self, life_s: float) -> float:
         """Requests one identity may send in ``life_s``: ``burst + rate * life`` (the rate for
         its age), or a window's ``N * ceil(life / W)`` when smaller. Example: burst 5, 1/s,
         45 s -> 50."""
-        young = min(life_s, self.young_span) if self.young_rate > self.rate else 0.0
-        bounds = [self.burst + self.young_rate * young + self.rate * (life_s - young)]
+        bounds = [self.burst + self.served_between(0.0, life_s)]
         bounds += [n * max(1, math.ceil(life_s / w)) for n, w in self.windows]
         return min(bounds)
 

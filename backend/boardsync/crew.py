@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 #: for a run 4 s longer (a shorter horizon made up for the lists and the biggest board,
 #: which held the end back until their pages were shared).
 HORIZON_SHARE = 1.0
+#: Seconds an idle worker (no IP, none needed yet) waits before asking the crew again, and
+#: the owner of a shared fetch between looks at the pages others are asking: as often as
+#: the manager looks at its outcomes, so a board waits no longer for it.
+IDLE_POLL_S = 0.05
 #: The crew's latest answers its throughput is measured over.
 PACE_SAMPLES = 100
 #: No IP is added while the IPs held (and promised) could be kept busy by the crew's

@@ -57,8 +57,8 @@ def rate_followed(starts: Sequence[float], burst: float, last_answer: float) -> 
     return min((r for r in rates if r > 0), default=0.0)
 
 
-def rate_evidence(a: Allowance, v: float, ident: Identity, span: float, most: float,
-                  lived_s: float, *, leading: bool) -> tuple[Allowance, float, bool]:
+def rate_evidence(a: Allowance, v: float, ident: Identity, most: float, lived_s: float, *,
+                  leading: bool) -> tuple[Allowance, float, bool]:
     """A rate prober's history weighed (pure): the allowance it leaves, the rate it showed
     for the probe ``v``, and whether its schedule is now the one the young follow.
 
@@ -72,10 +72,11 @@ def rate_evidence(a: Allowance, v: float, ident: Identity, span: float, most: fl
     sent ``2 (most + 1)`` requests (a probe twice the true rate drains any burst it may
     hide within that many) or lived ``lived_s``, having followed at least half the probe.
     """
+    span = ident.span
     shown = min(rate_shown(ident.count, span, most), v)
     if shown > a.rate and (not a.rate_refuted or shown < a.rate_refuted):
         a = replace(a, rate=shown)
-    lived, took = 0.0, False
+    young_shown, took = 0.0, False
     if lived_s > 0:
         followed = min(rate_followed(ident.starts, a.burst, ident.answered_at or 0.0), v)
         replaces = leading or not a.young_span or (
@@ -85,17 +86,17 @@ def rate_evidence(a: Allowance, v: float, ident: Identity, span: float, most: fl
             done = span >= lived_s or ident.count >= 2 * (most + 1)
             # a prober its own work kept below the probe still showed what it followed:
             # the next probe starts from that (doubled), not from the probe
-            lived = v if done and followed >= v / 2 else 0.0
+            young_shown = v if done and followed >= v / 2 else 0.0
     if a.young_rate <= a.rate:
         a = replace(a, young_rate=0.0, young_span=0.0)
-    return a, max(shown, lived), took
+    return a, max(shown, young_shown), took
 
 
 def led(a: Allowance, ident: Identity) -> Allowance:
     """The leader's proof, extended by its history so far (pure): it goes on at the young
     rate past its span after the probe moved on, which shows that rate for older identities
     too (its schedule only ever slows the followers it leads, never speeds them past it)."""
-    span = (ident.answered_at or 0.0) - (ident.first or 0.0)
+    span = ident.span
     if span <= a.young_span:
         return a
     followed = min(rate_followed(ident.starts, a.burst, ident.answered_at or 0.0), a.young_rate)
@@ -141,6 +142,12 @@ class Identity:
     #: it outlived the young rate's span: its bucket was spent at the young rate, which the
     #: upstream may refill slower, so it restarts empty at the rate for any age
     aged: bool = False
+
+    @property
+    def span(self) -> float:
+        """From its first request's start to its last one's answer: that holds every arrival
+        the upstream judged, however long each request travelled."""
+        return (self.answered_at or self.stamp or 0.0) - (self.first or 0.0)
 
 
 #: A banned shared identity is asked again after this many seconds, doubling each time (to

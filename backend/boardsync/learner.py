@@ -91,7 +91,8 @@ class Learner:
         self.prober: str | None = None  # the one identity paced at the probed value
         self._wall = wall
         self._save = save
-        #: an IP's expected life in seconds (the crew's estimate), for the rate's life proof
+        #: an IP's expected life in seconds (the crew's estimate): a rate prober that lived
+        #: :data:`LIFE_SHARE` of it has shown its probe
         self.life: Callable[[], float] | None = None
         self.leader: str | None = None  # the prober whose schedule the young follow
         self._ids: dict[str, Identity] = {}
@@ -270,13 +271,12 @@ class Learner:
         request after request cannot show more). Concurrency: 8 requests at it.
         """
         a, v = self.allowance, self.value
-        # first start to last answer: it contains the span of arrivals the upstream judged
-        span = (ident.answered_at or ident.stamp or 0.0) - (ident.first or 0.0)
+        span = ident.span  # first start to last answer
         if self.probe == "rate":
             most = a.burst_refuted - 1 if a.burst_refuted else a.burst + UNSEEN_BURST
             life = self.life() if self.life is not None and not self.shared else 0.0
-            new, shown, took = rate_evidence(a, v, ident, span, most, LIFE_SHARE * life
-                                             if life else 0.0, leading=key == self.leader)
+            new, shown, took = rate_evidence(a, v, ident, most, LIFE_SHARE * life if life
+                                             else 0.0, leading=key == self.leader)
             if new != a:
                 self.assumed = self.assumed and new.rate <= a.rate
                 if took and key != self.leader:

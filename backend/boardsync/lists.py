@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +73,6 @@ class ListIntake:
         self.directory_reason = "not read (directory_url is empty)"
         self.before: dict[str, BoardRow] | None = None  # live boards before this run
         self._stored_pages: dict[str, int] = {}  # per unlisted kind, from the stored boards
-        self._directory_pages: dict[str, int] = {}  # per unlisted kind, from the directory
         self.unlisted_pages = 0  # read by workers' threads: one int, replaced whole
         self.resumed_written = 0  # boards this (resumed) run had written before it was killed
 
@@ -97,12 +97,9 @@ class ListIntake:
         """A kind still to be listed that nothing stored sized: a page for each of its
         boards the directory names (the least they take), so the crew takes the IPs they
         need while their list is still coming (a fresh database used to size for nothing)."""
-        for entry in entries.values():
-            kind = entry.kind
-            if kind in self.unlisted and kind not in self._stored_pages and (
-                    not self.settings.boards or entry.code in self.settings.boards):
-                self._directory_pages[kind] = self._directory_pages.get(kind, 0) + 1
-        for kind, pages in self._directory_pages.items():
+        named = Counter(e.kind for e in entries.values() if e.kind in self.unlisted and (
+            not self.settings.boards or e.code in self.settings.boards))
+        for kind, pages in named.items():
             self._stored_pages.setdefault(kind, pages)
         self._recount()
 

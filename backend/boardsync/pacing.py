@@ -339,8 +339,8 @@ def _explain_per_identity(settings: Settings, a: Allowance) -> str:
     else:
         life = settings.ip_ttl
         taken = f"an IP is kept ip_ttl = {life:g} s"
-    young = min(life, a.young_span) if a.young_rate > a.rate else 0.0
-    bucket = a.burst + a.young_rate * young + a.rate * (life - young)
+    young = a.young_within(life)
+    bucket = a.burst + a.served_between(0.0, life)
     n = a.per_life(life)
     text = (f"per IP: {taken}, so one IP may serve about burst + young rate x its first "
             f"{young:g} s + rate x the rest = {a.burst} + {a.young_rate:.3g} x {young:g} + "

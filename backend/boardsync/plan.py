@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from .clock import parse_utc
 from .models import Board
+from .queue import Share, Task
 
 
 class StoredBoard(Protocol):
@@ -84,11 +85,12 @@ def expected_pages(board: Board, known: Mapping[str, int], page_size: int) -> in
     return max(1, math.ceil(size / page_size))
 
 
-def pages_waiting(tasks: Iterable[Any], known: Mapping[str, int], page_size: int) -> int:
+def pages_waiting(tasks: Iterable[Task], known: Mapping[str, int], page_size: int) -> int:
     """Requests the queued ``tasks`` are expected to take: each board's
     :func:`expected_pages`, and each fetch in progress that help tasks join once, as the
     pages nobody claimed yet (its help tasks are not a board each)."""
-    boards, shares = 0, {}
+    boards = 0
+    shares: dict[int, Share] = {}
     for t in tasks:
         if t.share is None:
             boards += expected_pages(t.board, known, page_size)

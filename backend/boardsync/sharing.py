@@ -23,6 +23,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .crew import IDLE_POLL_S
 from .errors import IncompleteData, Interrupted, QuotaExhausted, UpstreamError
 from .models import Board
 from .outcomes import QuotaOut
@@ -38,8 +39,6 @@ logger = logging.getLogger(__name__)
 #: A fetch whose page 1 plans this many pages or more is shared: with two the owner asks
 #: page 2 itself as soon as a helper could, so a help task would be one more queue entry.
 SHARE_PAGES = 3
-#: Seconds the owner waits between looks at a fetch whose last pages others are asking.
-OWNER_POLL_S = 0.05
 
 
 def worth_sharing(pager: Pager[Any]) -> bool:
@@ -68,7 +67,7 @@ def own(worker: Worker, pager: Pager[T], stop: threading.Event, board: Board) ->
             ask(worker, shared, stop)
             if shared.finished:
                 break
-            worker.wait(OWNER_POLL_S, stop)  # the last pages are with helpers
+            worker.wait(IDLE_POLL_S, stop)  # the last pages are with helpers
     except BaseException as e:
         shared.fail(e)
         raise

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from .breaker import CLOSED, CircuitBreaker
 from .clock import Clock
 from .config import Settings
-from .crew import Crew
+from .crew import IDLE_POLL_S, Crew
 from .errors import (
     BoardsyncError,
     IncompleteData,
@@ -58,10 +58,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=HasCode)
 R = TypeVar("R")
-
-#: Seconds an idle worker (no IP, none needed yet) waits before asking the crew again: as
-#: often as the manager looks at its outcomes, so a board waits no longer for it.
-IDLE_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
