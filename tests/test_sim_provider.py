@@ -86,7 +86,8 @@ def test_too_fast_refusal_then_ok() -> None:
         assert LINE.match(extract(s).text)
         refusal = extract(s)
         assert refusal.status_code == 200
-        assert refusal.json() == {"code": 111, "data": [], "msg": "请2秒后再试",
+        # it names its interval in whole simulated seconds, stated in real ones
+        assert refusal.json() == {"code": 111, "data": [], "msg": "请0.1秒后再试",
                                   "success": False}
         assert wait_until(lambda: LINE.match(extract(s).text), limit=3.0)
         c = s.counters()

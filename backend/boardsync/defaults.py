@@ -32,6 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "req_delay_max": 2.0,
         "ip_ttl": 45.0,
         "extract_interval": 2.0,
+        "extract_probe": False,  # the reference script called every 2 s, no closer
         "pacing": "fixed",
         "board_order": "listed",
         "ip_thrift": 0.0,  # the reference script took a new IP whenever it lost one
@@ -107,7 +108,12 @@ FIELDS: dict[str, Field] = {
     "proxy_api_num_param": Field(str, "num", "query parameter name of the IP count"),
     "proxy_api_format": Field(str, "txt", "extraction body format: txt or json"),
     "proxy_tunnel_url": Field(str, "", "tunnel gateway URL with user:pass", secret=True),
-    "extract_interval": Field(float, 2.0, "minimum seconds between extraction API calls"),
+    "extract_interval": Field(float, 2.0, "seconds between extraction API calls to start from "
+                              "(your plan's documented minimum, when you know it); a 'too "
+                              "fast' refusal lengthens it"),
+    "extract_probe": Field(bool, True, "while workers wait for IPs a call did not cover, try "
+                           "calls closer than extract_interval (each try may cost one 'too "
+                           "fast' refusal, whose wait is honoured); false: never closer"),
     "extract_batch": Field(int, 20, "most IPs asked per extraction call; > 1: each call asks "
                            "for the IPs awaited (with fixed pacing the first asks for workers "
                            "+ 1)"),

@@ -124,6 +124,7 @@ class Settings:
     proxy_api_format: str
     proxy_tunnel_url: str
     extract_interval: float
+    extract_probe: bool
     extract_batch: int
     max_ips: int
     ip_ttl: float

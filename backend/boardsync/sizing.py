@@ -114,8 +114,11 @@ def workers_learned(settings: Settings, learned: Learned) -> tuple[int, str]:
         f"(ip_life, until the provider states a lifetime or IPs are seen to die); an idle "
         f"worker takes an IP only while the pages waiting exceed what the IPs held can still "
         f"serve, so IPs needed = pages / {per_ip:.0f}. Each extraction call asks for the "
-        f"IPs awaited (at most {settings.extract_batch}), never closer than "
-        f"{settings.extract_interval:g} s apart.")
+        f"IPs awaited (at most {settings.extract_batch}), "
+        + (f"{settings.extract_interval:g} s apart to start with; closer while workers "
+           f"wait for IPs a call did not cover, and at once farther after a 'too fast' "
+           f"refusal (extract_probe)." if settings.extract_probe else
+           f"never closer than {settings.extract_interval:g} s apart."))
 
 
 def resolve_workers(settings: Settings, learned: Learned | None = None) -> tuple[int, str]:

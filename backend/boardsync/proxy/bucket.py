@@ -95,3 +95,14 @@ class LeakyBucket:
         with self._lock:
             target = self._clock.now() + max(0.0, seconds)
             self._next = target if self._next is None else max(self._next, target)
+
+    def space(self, seconds: float) -> None:
+        """Make the next slot exactly ``seconds`` from now, earlier than promised or later.
+
+        For a caller that alone reserves slots (the manager makes one extraction call at a
+        time): once a call's answer is in, the gap to the next is what the provider's answers
+        showed (:class:`~boardsync.proxy.spacing.CallSpacing`), not the interval promised
+        when the call was sent.
+        """
+        with self._lock:
+            self._next = self._clock.now() + max(0.0, seconds)

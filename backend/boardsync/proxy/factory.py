@@ -20,6 +20,7 @@ from .sources import (
     StaticListSource,
     TunnelSource,
 )
+from .spacing import CallSpacing
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -71,4 +72,5 @@ def build_proxy_manager(settings: Settings, *, clock: Clock = SYSTEM,
         batch=settings.extract_batch,
         demand_sized=settings.extract_batch > 1,
         prefetch=min(settings.extract_batch, workers + 1),
+        spacing=CallSpacing(settings.extract_interval, settings.extract_probe),
     )

@@ -21,6 +21,7 @@ from ..clock import SYSTEM, Clock
 from ..errors import ConfigError, ExtractionThrottled, Interrupted, ProxyError, QuotaExhausted
 from .bucket import LeakyBucket
 from .sources import ProxySource
+from .spacing import CallSpacing, PacedCalls
 from .ttl import jittered_ttl
 from .values import Proxy, ProxyEndpoint, ProxyStats
 
@@ -33,10 +34,10 @@ class ProxyManager:
     Extraction sources: the pool holds extracted IPs not yet handed out (each with its
     jittered TTL, counted from extraction since that is when the provider's clock starts).
     When the pool is empty, the caller extracts — through the bucket, so provider calls are
-    never closer than its interval; a "too fast" reply delays the bucket by what the provider
-    asked (or one interval) and tries again. The budget (``max_ips``) is reserved under the
-    lock *before* the call, so threads racing to extract can never overshoot it together; the
-    lock is never held while sleeping or doing HTTP.
+    spaced as the provider's answers showed (:class:`~boardsync.proxy.spacing.PacedCalls`); a
+    "too fast" reply waits what the provider asked and tries again. The budget (``max_ips``)
+    is reserved under the lock *before* the call, so threads racing to extract can never
+    overshoot it together; the lock is never held while sleeping or doing HTTP.
 
     A source that offers a shared proxy (:meth:`ProxySource.shared`: direct, tunnel): every
     caller gets that proxy; evictions are counted but not acted on (rotation is the tunnel's
@@ -62,6 +63,8 @@ class ProxyManager:
             worker. 0 = no prefetch.
         max_throttle_retries: "too fast" replies tolerated in a row before giving up
             (raising :class:`ExtractionThrottled`).
+        spacing: what the provider's answers showed of its call limit (:class:`CallSpacing`;
+            default: the bucket's interval, never probed shorter).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ProxyManager:
         max_throttle_retries: int = 10,
         demand_sized: bool = False,
         prefetch: int = 0,
+        spacing: CallSpacing | None = None,
     ) -> None:
         if max_ips < 0:
             raise ConfigError(f"max_ips must be >= 0, got {max_ips}", key="max_ips")
@@ -91,6 +95,9 @@ class ProxyManager:
         self.ttl_s = ttl_s
         self.ttl_jitter = ttl_jitter
         self.bucket = bucket
+        #: the provider's calls, spaced as its answers showed (one at a time: extract lock)
+        self.paced = PacedCalls(source, bucket, spacing or CallSpacing(bucket.interval_s,
+                                                                       probe=False), clock)
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self.batch = max(1, batch)
@@ -259,28 +266,21 @@ class ProxyManager:
                         return None  # the ration went to calls before ours
                     self._calls += 1
                 try:
-                    endpoints = self.source.fetch(n)
+                    endpoints = self.paced.fetch(n)
                 except ExtractionThrottled as e:
                     with self._cond:
                         self._throttled += 1
-                    wait = e.retry_after if e.retry_after is not None else self.bucket.interval_s
-                    self.bucket.delay(max(wait, self.bucket.interval_s))
                     throttled += 1
                     if throttled > self.max_throttle_retries:
                         raise
-                    logger.info("Proxy manager: provider says too fast (%s); waiting %.2f s",
-                                e, wait)
+                    logger.info("Proxy manager: provider says too fast (%s); waiting %.2f s", e,
+                                self.bucket.wait_time())
                     continue
                 except QuotaExhausted as e:
                     with self._cond:
                         self._provider_quota_out = f"provider quota exhausted: {e}"
                     logger.warning("Proxy manager: provider quota exhausted: %s", e)
                     raise
-                finally:
-                    # Space the next call from this call's *answer*: the provider measures
-                    # arrivals and received this call before answering, so answer + interval
-                    # is always far enough apart (send times are not).
-                    self.bucket.delay(self.bucket.interval_s)
             return self._admit(endpoints, n)
 
     def _call_size(self, n: int) -> int:

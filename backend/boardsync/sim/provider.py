@@ -1,8 +1,9 @@
 """The simulated proxy provider's extraction API (``GET /get?key=&num=&format=txt|json``).
 
 Modelled on the zhima / juliang family (``PROXY_PROVIDERS.md`` §1.3): errors are HTTP 200 with
-a JSON body even when text was asked for; too-fast calls get code 111 "请2秒后再试", an
-exhausted daily quota code 121, a wrong key code 113. Success lines are joined by CRLF.
+a JSON body even when text was asked for; too-fast calls get code 111 "请N秒后再试" (N its
+interval), an exhausted daily quota code 121, a wrong key code 113. Success lines are joined
+by CRLF.
 
 How the TTL is given follows the scenario's ``ttl_format`` (real providers differ, and a
 client must read all three):
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,7 +43,14 @@ logger = logging.getLogger(__name__)
 #: The zone of the providers' ``expire_time`` (China Standard Time, no daylight saving).
 PROVIDER_ZONE = timezone(timedelta(hours=8), "CST")
 
-ERR_TOO_FAST = {"code": 111, "data": [], "msg": "请2秒后再试", "success": False}
+
+def too_fast(retry_real_s: float) -> dict[str, object]:
+    """The "too fast" refusal, naming the wait as providers do ("请2秒后再试": their own
+    interval in whole seconds); the simulator states it in real seconds, so a client that
+    honours it waits the simulated time at any time scale."""
+    return {"code": 111, "data": [], "msg": f"请{retry_real_s:.3g}秒后再试", "success": False}
+
+
 ERR_QUOTA = {"code": 121, "msg": "今日提取数量已用完 (daily quota exhausted)", "success": False,
              "data": []}
 ERR_KEY = {"code": 113, "msg": "请添加白名单或检查key (invalid key)", "success": False,
@@ -142,7 +151,7 @@ class Provider:
             min_gap = s.extract_min_interval_s * (1 - s.extract_interval_tolerance)
             if self.last_served is not None and now - self.last_served < min_gap:
                 c.extract_refused_too_fast += 1
-                return _json(ERR_TOO_FAST)
+                return _json(too_fast(st.real(max(1.0, math.ceil(s.extract_min_interval_s)))))
             day = self._day(now)
             if day != self.quota_day:
                 self.quota_day, self.used_today = day, 0
