@@ -500,3 +500,34 @@ def test_served_between_counts_each_age_at_its_rate() -> None:
     assert a.served_between(20.0, 40.0) == 10.0 + 5.0
     assert a.served_between(35.0, 45.0) == 5.0  # all past the young span
     assert Allowance(rate=0.5).served_between(0.0, 10.0) == 5.0
+
+
+def test_a_ban_seen_late_is_judged_by_the_pacing_its_first_failure_was_sent_at() -> None:
+    """A soft ban's first answers can look like a glitch (a null page the pager asks again)
+    and be judged a ban requests later, after the rate that caused it was withdrawn: the
+    ban counts, but does not withdraw the new rate again (it was not paced by it)."""
+
+    def one_more(learner: Learner, key: str, t: float) -> float:
+        while (wait := learner.reserve(key, t)) > 0:
+            t += wait
+        return t + 0.1
+
+    learner = Learner(Allowance(rate=0.5), probe_bans=0, assumed=True)
+    late = ("x", "y")
+    t = 0.0
+    for key in late:  # admitted twice, then refused: not yet seen as a ban
+        t = _at_proven_pace(learner, key, t, 2)
+        t = one_more(learner, key, t)
+        learner.failed(key, t)
+    for key in ("b", "c"):  # two bans at the assumed start: withdrawn
+        t = _at_proven_pace(learner, key, t, 2)
+        t = one_more(learner, key, t)
+        learner.failed(key, t)
+        learner.banned(key, t)
+    assert learner.allowance.rate == 0.25
+    for key in late:  # asked once more (paced at 0.25), refused again, now judged banned
+        t = one_more(learner, key, t)
+        learner.failed(key, t)
+        learner.banned(key, t)
+    assert learner.allowance.rate == 0.25  # not withdrawn again for bans 0.5 caused
+    assert learner.allowance.bans == 4

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from boardsync.allowance import Allowance
 from boardsync.breaker import CircuitBreaker
 from boardsync.config import Settings, load_settings
 from boardsync.crew import Crew
 from boardsync.errors import ConnectionFailed, HTTPStatusError, ProxyDead
+from boardsync.learner import Learner
 from boardsync.metrics import RunMetrics
 from boardsync.models import Board
 from boardsync.outcomes import DirectoryRead, Failed, Fetched, Listed, Outcome, Retrying
@@ -87,7 +89,8 @@ class Rig:
     """One worker and everything it touches; ``reported`` collects its outcomes."""
 
     def __init__(self, tmp_path: Path, upstream: ScriptedUpstream, ips: int = 5,
-                 kinds: tuple[str, ...] = (), **overrides: object) -> None:
+                 kinds: tuple[str, ...] = (), learner: Learner | None = None,
+                 **overrides: object) -> None:
         self.clock = FakeClock()
         self.settings: Settings = load_settings(
             {"db_url": f"sqlite:///{tmp_path}/b.db", "req_delay_min": 1.0,
@@ -101,8 +104,9 @@ class Rig:
         self.tasks = LocalTaskQueue()
         self.upstream = upstream
         self.reported: list[Outcome] = []
-        pacing = PacingConfig(mode="fixed", delay_min=1.0, delay_max=1.0)
-        rate = RateController(pacing)
+        pacing = PacingConfig(mode="learn" if learner else "fixed", delay_min=1.0,
+                              delay_max=1.0)
+        rate = RateController(pacing, learner)
         self.fetch_stop, self.list_stop = threading.Event(), threading.Event()
         self.ctx = WorkerContext(
             run_id="20261201T080000Z-test", settings=self.settings, clock=self.clock,
@@ -138,6 +142,34 @@ def test_fetches_every_page_paced_on_the_fake_clock(tmp_path: Path) -> None:
     assert [pn for _, pn, _ in rig.upstream.requests] == [1, 2, 3]  # 5 rows, 2 per page
     assert rig.clock.sleeps == [1.0, 1.0, 1.0]  # the fixed delay before every request
     assert rig.ctx.metrics.requests == 3 and rig.proxies.stats().failed == 0
+
+
+class NullOnce(ScriptedUpstream):
+    """Page ``pn`` answers ``data: null`` the first time it is asked (a glitch the pager
+    asks again, or the first answer of a soft ban)."""
+
+    def __init__(self, pn: int) -> None:
+        super().__init__(market())
+        self.null_pn = pn
+
+    def get_page(self, query: Query[Any], pn: int, proxy: ProxyLike | None) -> Page:
+        if pn == self.null_pn:
+            self.null_pn = 0
+            self.requests.append((query.fs, pn, proxy_key(proxy)))
+            return Page(total=None, rows=())
+        return super().get_page(query, pn, proxy)
+
+
+def test_a_null_page_the_pager_asks_again_proves_nothing_to_the_learner(
+        tmp_path: Path) -> None:
+    learner = Learner(Allowance(rate=1.0), probe_bans=0)
+    rig = Rig(tmp_path, NullOnce(2), learner=learner)
+    rig.tasks.put(Task(0, BOARD))
+    (outcome,) = rig.run()
+    assert isinstance(outcome, Fetched) and [m.code for m in outcome.members] == STOCKS
+    assert [pn for _, pn, _ in rig.upstream.requests] == [1, 2, 2, 3]
+    # four answers, three with data: the null one is no evidence of admission
+    assert learner.max_count == 3 and rig.ctx.metrics.requests == 4
 
 
 def test_a_reset_page_is_asked_again_in_place_and_the_fourth_in_a_row_rotates(
@@ -265,13 +297,17 @@ def test_a_dead_proxy_under_the_directory_is_let_go_and_the_read_asked_on_a_fres
     transport = DeadThenServing(dead, body)
     upstream = ScriptedUpstream(market())
     upstream.transport = lambda name: transport  # type: ignore[method-assign]
-    rig = Rig(tmp_path, upstream, kinds=("directory",))
+    learner = Learner(Allowance(rate=1.0), probe_bans=0)
+    rig = Rig(tmp_path, upstream, kinds=("directory",), learner=learner)
     assert rig.worker.loop()
     (read,) = rig.reported
     assert isinstance(read, DirectoryRead) and read.entries is not None
     assert set(read.entries) == {"BK0475"}
     assert len(set(transport.via)) == dead + 1  # each dead IP let go, then a fresh one
     assert rig.proxies.stats().failed == dead
+    # another host (a static file): the clist allowance learned nothing from it, and it
+    # waited for no pacing
+    assert learner.max_count == 0 and learner.started == 0 and rig.clock.sleeps == []
 
 
 # -- a fetch shared between workers ------------------------------------------------------------

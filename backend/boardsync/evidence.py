@@ -134,6 +134,7 @@ class Identity:
     answered_at: float | None = None
     in_flight: int = 0
     failed_at: float | None = None  # first failure since the last success
+    failed_generation: int = 0  # the learner's generation that failed request was paced by
     banned: bool = False
     banned_at: float = 0.0
     generation: int = 0  # the learner's generation it was last paced under

@@ -2,14 +2,13 @@
 
 Why: nobody knows East Money's per-identity limit and it moves (EASTMONEY_API.md section 13),
 so it is measured from the only signals there are: answers (admitted) and ban signals (not).
-The rule is the upstream's, so one learner is shared by every worker; each identity (the peer
-address the upstream sees) keeps its own history in it. The model: per identity a token
-bucket (``rate``, ``burst``), learned windows (N per W s) and ``concurrency`` in flight; each
-number proven (admitted without a ban) or refuted (by a ban). **One number is probed at a
-time, by one identity** (the prober), so a ban during its probe refutes it; probes double,
-then bisect; probing stops after ``probe_bans`` bans (5 % of the run's IPs). A ban at proven
-values exceeded a limit the model lacks: a window, or the rate is withdrawn. The method and
-its figures: docs/BENCHMARKS.md, "The learner". Waits are pure numbers (:func:`wait_for`).
+One learner is shared by every worker (the rule is the upstream's); each identity (the peer
+address the upstream sees) keeps its history in it. The model: per identity a token bucket
+(``rate``, ``burst``), windows (N per W s) and ``concurrency``; each proven or refuted.
+**One number is probed at a time, by one identity** (the prober), so a ban during its probe
+refutes it; probes double, then bisect; probing stops after ``probe_bans`` bans (5 % of the
+run's IPs). A ban at proven values exceeded a limit the model lacks: a window, or the rate is
+withdrawn. Method and figures: docs/BENCHMARKS.md, "The learner". Waits: :func:`wait_for`.
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ UNEXPLAINED_MIN = 2
 UNEXPLAINED_SHARE = 0.25
 #: Most distinct identities whose history is kept (older ones are forgotten first).
 MAX_IDENTITIES = 4096
-#: Probed in this order, one at a time. A shared identity (direct, tunnel) probes the rate
-#: first: a ban there stops every worker for the ban's length.
+#: Probed in this order, one at a time (a shared identity's ban stops every worker: rate first)
 PARAMS = ("rate", "burst", "concurrency")
 #: Bought IPs probe the rate first too: the young follow its prober, which needs no burst.
 PER_IP = ("rate", "burst")
@@ -223,8 +221,8 @@ class Learner:
         with self._lock:
             ident = self._ident(key)
             ident.in_flight = max(0, ident.in_flight - 1)
-            if ident.failed_at is None:
-                ident.failed_at = now
+            if ident.failed_at is None:  # the ban's likely start, and what paced it
+                ident.failed_at, ident.failed_generation = now, ident.generation
 
     def banned(self, key: str, now: float) -> None:
         """The policy judged ``key`` banned: learn from its history once per ban."""
@@ -239,7 +237,8 @@ class Learner:
                 self._changed(dataclasses.replace(self.allowance,
                                                   bans=self.allowance.bans + 1))
                 return
-            if ident.generation != self.generation:  # paced by a value already withdrawn
+            paced = ident.generation if ident.failed_at is None else ident.failed_generation
+            if paced != self.generation:  # paced by a value already withdrawn
                 self._changed(dataclasses.replace(self.allowance,
                                                   bans=self.allowance.bans + 1))
                 return
@@ -386,6 +385,7 @@ class Learner:
 
     def _base(self) -> Allowance:  # what probes start from
         return probing_base(self.allowance)
+
     def _changed(self, a: Allowance, save: bool = True) -> None:
         if a.young_rate and a.burst > self.allowance.burst:
             # the young's schedule was followed with the smaller burst: for the larger one

@@ -45,8 +45,9 @@ def read_directory(worker: Worker) -> DirectoryRead:
     failures = dead = 0
     while True:
         try:
-            worker.pace(ctx.list_stop)
-            body = worker.send(lambda: get_body(worker.client, url, worker.slot))
+            # another host (a static file): not the clist allowance the learner learns
+            worker.pace(ctx.list_stop, learned=False)
+            body = worker.send(lambda: get_body(worker.client, url, worker.slot), learned=False)
             entries = parse_directory(body)
         except Interrupted:
             return DirectoryRead(DIRECTORY, [], None, "stopped before the directory was read")

@@ -159,8 +159,11 @@ class Worker:
         if seconds > 0 and self.ctx.clock.wait(stop, seconds):
             raise Interrupted("stop requested")
 
-    def pace(self, stop: threading.Event) -> None:
-        """Before every request: stop if asked, respect the breaker, hold an IP, pace."""
+    def pace(self, stop: threading.Event, learned: bool = True) -> None:
+        """Before every request: stop if asked, respect the breaker, hold an IP, pace.
+
+        ``learned`` False: the request goes to a host whose allowance is not the learner's
+        (the board directory's static file): held on an IP, not paced or counted by it."""
         breaker = self.ctx.breaker
         while True:
             if stop.is_set():
@@ -169,12 +172,12 @@ class Worker:
                 break
             self.wait(min(1.0, max(0.01, breaker.wait_time())), stop)
         try:
-            self._hold_and_pace(stop)
+            self._hold_and_pace(stop, learned)
         except BaseException:
             breaker.abandon()  # a half-open probe this worker held was never sent
             raise
 
-    def _hold_and_pace(self, stop: threading.Event) -> None:
+    def _hold_and_pace(self, stop: threading.Event, learned: bool = True) -> None:
         """After the breaker let us through: retire, or hold a live IP and wait its pace."""
         clock = self.ctx.clock
         if self._ip is not None and self._pages_ok == 0 and self._should_retire():
@@ -193,6 +196,8 @@ class Worker:
             self.streak.reset()
             self.pacer.new_ip()
             self.ctx.crew.holding(self.index, current)
+        if not learned:
+            return
         if learner is None:
             self.wait(self.pacer.delay(clock.now()), stop)
             self.pacer.started(clock.now())
@@ -208,10 +213,15 @@ class Worker:
 
     # -- paging ----------------------------------------------------------------------------
 
-    def send(self, request: Callable[[], R]) -> R:
-        """One request, timed; a success resets the IP's streak and closes the breaker."""
+    def send(self, request: Callable[[], R], learned: bool = True,
+             proof: Callable[[], bool] = lambda: True) -> R:
+        """One request and what is made of it, timed; a success (the upstream answered and the
+        answer was accepted) resets the IP's streak and closes the breaker, and tells the
+        learner the request was admitted when ``proof()`` says the answer shows it (a
+        ``data: null`` page may be a soft ban's, even where the pager tolerates one)."""
         ctx = self.ctx
-        started, key, learner = ctx.clock.now(), self.slot.key, ctx.rate.learner
+        started, key = ctx.clock.now(), self.slot.key
+        learner = ctx.rate.learner if learned else None
         try:
             page = request()
         except BaseException as e:
@@ -223,7 +233,7 @@ class Worker:
         ctx.metrics.on_request(ctx.clock.now() - started, None)
         now = ctx.clock.now()
         if learner is not None:
-            learner.answered(key, now)
+            (learner.answered if proof() else learner.failed)(key, now)
         if self._ip is not None and self._ip.born:
             ctx.crew.life.alive_at(now - self._ip.born)
         self._ip_served += 1
@@ -244,10 +254,15 @@ class Worker:
         (``Interrupted``, ``QuotaExhausted``).
         """
         failures = 0  # failures of this page
+        shown: list[Page] = []  # the latest answer to this page
+        got = _kept(shown)
         while True:
             self.pace(stop)
             try:
-                return take(self.send(lambda: self.client.get_page(query, pn, self.slot)))
+                # judged inside send: a page ``take`` refuses (data:null for a listed board,
+                # a soft ban's sign) or a null one it tolerates proves no allowance
+                return self.send(lambda: take(got(self.client.get_page(query, pn, self.slot))),
+                                 proof=lambda: bool(shown) and shown[-1].total is not None)
             except TooManyPages as e:  # the plan, not this page: the attempt fails at once
                 raise self.client.blame(e, self.slot) from None
             except UpstreamError as e:
@@ -366,3 +381,12 @@ class Worker:
             self.ctx.report(Retrying(board, error_class, attempts))
         else:
             self.ctx.report(Failed(board, error_class, str(exc)[:300], attempts))
+
+
+def _kept(into: list[Page]) -> Callable[[Page], Page]:
+    """A pass-through that keeps the latest page in ``into`` (for :meth:`Worker.send`'s
+    proof, judged after ``take`` made its step of it)."""
+    def keep(page: Page) -> Page:
+        into[:] = [page]
+        return page
+    return keep
