@@ -531,3 +531,22 @@ def test_a_ban_seen_late_is_judged_by_the_pacing_its_first_failure_was_sent_at()
         learner.banned(key, t)
     assert learner.allowance.rate == 0.25  # not withdrawn again for bans 0.5 caused
     assert learner.allowance.bans == 4
+
+
+def test_a_refuted_probe_leaves_the_start_assumed() -> None:
+    """A probe above the start refuted by a ban says nothing of the start itself: it is
+    still an assumption, so the second ban at it is believed however many identities
+    started since (drawn world-10: the first probe's ban had made the start count as shown,
+    and 14 IPs were banned at it before a quarter of those started had been)."""
+    learner = Learner(Allowance(rate=0.5), probe_bans=1, assumed=True)
+    t = _at_proven_pace(learner, "prober", 0.0, 3)  # the first fresh identity probes 1.0
+    learner.failed("prober", t)
+    learner.banned("prober", t)
+    assert learner.allowance.rate_refuted == 1.0 and learner.allowance.rate == 0.5
+    for i in range(20):  # twenty identities started at the start
+        _at_proven_pace(learner, f"a{i}", t + i, 2)
+    for key in ("b", "c"):  # refused after 2: below the highest count, so not a window
+        t = _at_proven_pace(learner, key, t + 30.0, 2)
+        learner.failed(key, t)
+        learner.banned(key, t)
+    assert learner.allowance.rate < 0.5

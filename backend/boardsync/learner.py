@@ -366,8 +366,8 @@ class Learner:
                                     young_rate=0.0, young_span=0.0)
             logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
                         a.rate)
-        self.unexplained = self.started = 0
-        self.assumed = False  # once: what it is withdrawn to is counted like a shown rate
+            self.assumed = False  # once: what it is withdrawn to is counted like a shown rate
+        self.unexplained = self.started = 0  # (a probe's ban or a window leaves it assumed)
         self._changed(dataclasses.replace(a, bans=a.bans + 1))
         self._next_probe()
 
