@@ -550,3 +550,35 @@ def test_a_refuted_probe_leaves_the_start_assumed() -> None:
         learner.failed(key, t)
         learner.banned(key, t)
     assert learner.allowance.rate < 0.5
+
+
+def test_a_probe_refuted_meanwhile_does_not_excuse_a_ban_at_the_proven_rate() -> None:
+    """Only a lowered allowance excuses bans paced before it: a probe refuted between a
+    ban's first failure and its judgment (a soft ban is judged a request later) changed
+    nothing the identity was paced by, so its ban is weighed like any other."""
+    learner = Learner(Allowance(rate=1.0), probe_bans=1)
+    t = _at_proven_pace(learner, "p", 0.0, 2)  # the first fresh identity probes 2.0
+    t = _at_proven_pace(learner, "x", t, 2)  # x at the proven 1.0
+    while (wait := learner.reserve("x", t)) > 0:
+        t += wait
+    learner.failed("x", t + 0.1)  # its third request failed: a ban, judged later
+    learner.failed("p", t + 0.2)
+    learner.banned("p", t + 0.2)  # the probe is refuted meanwhile
+    assert learner.allowance.rate_refuted == 2.0 and learner.unexplained == 0
+    learner.banned("x", t + 1.0)
+    assert learner.unexplained == 1 and learner.allowance.bans == 2
+
+
+def test_an_answer_that_shows_nothing_ends_a_bans_wait_but_proves_nothing() -> None:
+    """A shared identity banned, then asked again: a ``data: null`` answer is an answer (the
+    wait is over, other requests may go) but no admission (it counts for no evidence)."""
+    learner = Learner(Allowance(rate=1.0, rate_refuted=1.05), probe_bans=0, shared=True)
+    t = _at_proven_pace(learner, "direct", 0.0, 5)
+    learner.failed("direct", t)
+    learner.banned("direct", t)
+    assert learner.reserve("direct", t + 1.0) > 0  # banned: the next ask waits
+    t += 20.0
+    assert learner.reserve("direct", t) == 0.0  # the ban's retry goes
+    learner.answered("direct", t + 0.1, shown=False)
+    assert learner.max_count == 5  # the null answer proved nothing
+    assert learner.reserve("direct", t + 2.0) == 0.0  # but the wait is over

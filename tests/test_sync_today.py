@@ -19,7 +19,7 @@ from helpers import assert_db_equals_truth
 
 SCALE = 0.01
 #: The time scale of the run at the default settings (see its test).
-DEFAULTS_SCALE = 0.05
+DEFAULTS_SCALE = 0.1
 #: A host every client may use in `today` (bare push2 on /api/ refuses library clients there).
 HOST = "29.push2"
 #: No rate limit and no faults: these tests are about the two witnesses, not the anti-bot.

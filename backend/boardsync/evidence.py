@@ -144,6 +144,12 @@ class Identity:
     #: upstream may refill slower, so it restarts empty at the rate for any age
     aged: bool = False
 
+    def failure(self, now: float) -> None:
+        """A request failed (or proved nothing) at ``now``: the first since the last success
+        is kept, with the generation it was paced under (a ban judged later starts there)."""
+        if self.failed_at is None:
+            self.failed_at, self.failed_generation = now, self.generation
+
     @property
     def span(self) -> float:
         """From its first request's start to its last one's answer: that holds every arrival

@@ -44,12 +44,10 @@ PROBE_SHARE = 0.05
 #: board's or an IP's own (data:null, a re-issued IP). A rate assumed, not shown: at two.
 UNEXPLAINED_MIN = 2
 UNEXPLAINED_SHARE = 0.25
-#: Most distinct identities whose history is kept (older ones are forgotten first).
-MAX_IDENTITIES = 4096
-#: Probed in this order, one at a time (a shared identity's ban stops every worker: rate first)
-PARAMS = ("rate", "burst", "concurrency")
-#: Bought IPs probe the rate first too: the young follow its prober, which needs no burst.
-PER_IP = ("rate", "burst")
+MAX_IDENTITIES = 4096  # distinct identities whose history is kept (oldest forgotten first)
+#: Probed in this order, one at a time (a shared identity's ban stops every worker: rate
+#: first); bought IPs too: the young follow the rate's prober, which needs no burst.
+PARAMS, PER_IP = ("rate", "burst", "concurrency"), ("rate", "burst")
 #: A prober not heard of for this many proven spacings has ended: a fresh one takes over.
 QUIET_SPACINGS = 10.0
 #: A rate prober that followed its probe unbanned this share of an IP's life showed it.
@@ -62,8 +60,7 @@ class Learner:
     Args:
         allowance: where to start (a stored one, decayed; or :class:`Allowance` ()).
         probe_bans: bans probing may cost in this run (then it stops and keeps what is proven).
-        shared: identities are shared by several workers (direct, tunnel): the concurrency is
-            probed; with one worker per identity it cannot matter and is not.
+        shared: identities are shared by several workers (direct, tunnel): concurrency probed.
         assumed: the rate is the start's, not a stored one: the second ban at it withdraws
             it, however many identities started (once: then as for a shown rate).
         wall: wall-clock epoch now (``learned_at``); save: called with each new allowance.
@@ -86,6 +83,7 @@ class Learner:
         self.unexplained = 0  # bans at proven values not yet corroborated
         self.started = 0  # identities that sent their first request since the last withdrawal
         self.generation = 0  # bumped at every change of the allowance in force
+        self.withdrawn = 0  # the first generation after the allowance was last lowered
         self.prober: str | None = None  # the one identity paced at the probed value
         self._wall = wall
         self._save = save
@@ -196,8 +194,9 @@ class Learner:
 
     # -- signals --
 
-    def answered(self, key: str, now: float) -> None:
-        """A request of ``key`` was admitted (an answer, or a failure that is not a ban)."""
+    def answered(self, key: str, now: float, shown: bool = True) -> None:
+        """A request of ``key`` was admitted (an answer, or a failure that is not a ban); not
+        ``shown`` (``data: null``): it ends a ban's wait, and is a failure, not evidence."""
         with self._lock:
             ident = self._ident(key)
             ident.in_flight = max(0, ident.in_flight - 1)
@@ -206,6 +205,8 @@ class Learner:
                 ident.tokens, ident.stamp = self.current(key)[1] - 1.0, now
                 ident.starts.clear()
                 ident.starts.append(now)
+            if not shown:
+                return ident.failure(now)
             ident.failed_at = None
             ident.answered_at = now
             ident.count += 1
@@ -221,8 +222,7 @@ class Learner:
         with self._lock:
             ident = self._ident(key)
             ident.in_flight = max(0, ident.in_flight - 1)
-            if ident.failed_at is None:  # the ban's likely start, and what paced it
-                ident.failed_at, ident.failed_generation = now, ident.generation
+            ident.failure(now)
 
     def banned(self, key: str, now: float) -> None:
         """The policy judged ``key`` banned: learn from its history once per ban."""
@@ -238,7 +238,7 @@ class Learner:
                                                   bans=self.allowance.bans + 1))
                 return
             paced = ident.generation if ident.failed_at is None else ident.failed_generation
-            if paced != self.generation:  # paced by a value already withdrawn
+            if paced < self.withdrawn:  # paced by a value already withdrawn (or lowered)
                 self._changed(dataclasses.replace(self.allowance,
                                                   bans=self.allowance.bans + 1))
                 return
@@ -343,8 +343,7 @@ class Learner:
                         "spent)", self.probe, v, self.spent, self.probe_bans)
         elif count < a.burst:  # refused within the proven burst: it was not proven enough
             a = dataclasses.replace(a, burst=max(1, count), burst_refuted=a.burst)
-            logger.info("Pacing: ban within the burst after %d requests: burst now %d", count,
-                        a.burst)
+            logger.info("Pacing: ban within the burst after %d requests: burst %d", count, a.burst)
         elif count >= self.max_count and count > a.burst + 1:
             window = (max(1, count), round(max(2.0 * span, 1.0), 3))
             a = dataclasses.replace(a, windows=(*a.windows, window))
@@ -364,10 +363,11 @@ class Learner:
             refuted = a.rate
             a = dataclasses.replace(a, rate=max(refuted / 2, MIN_RATE), rate_refuted=refuted,
                                     young_rate=0.0, young_span=0.0)
-            logger.info("Pacing: bans with nothing probed: rate %g withdrawn, now %g", refuted,
-                        a.rate)
+            logger.info("Pacing: bans with nothing probed: rate %g withdrawn: %g", refuted, a.rate)
             self.assumed = False  # once: what it is withdrawn to is counted like a shown rate
-        self.unexplained = self.started = 0  # (a probe's ban or a window leaves it assumed)
+        if not (self.probe and exercised):  # lowered (a probe's ban leaves it assumed): its
+            self.unexplained = self.started = 0  # bans count afresh, none paced before it
+            self.withdrawn = self.generation + 1
         self._changed(dataclasses.replace(a, bans=a.bans + 1))
         self._next_probe()
 

@@ -233,7 +233,7 @@ class Worker:
         ctx.metrics.on_request(ctx.clock.now() - started, None)
         now = ctx.clock.now()
         if learner is not None:
-            (learner.answered if proof() else learner.failed)(key, now)
+            learner.answered(key, now, shown=proof())
         if self._ip is not None and self._ip.born:
             ctx.crew.life.alive_at(now - self._ip.born)
         self._ip_served += 1

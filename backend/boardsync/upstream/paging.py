@@ -29,9 +29,10 @@ Rules (the same as the client loop they replace):
   up to ``extra_pages`` more pages are asked for, until an empty page (what stock-sdk does
   when rows are fewer than ``total``); still short -> incomplete.
 * **Null on page 1.** ``rc=100`` is :class:`~boardsync.errors.NoQuote` (a directory board
-  without a quote); for a board the directory lists (``Query.witnessed``) it is
-  :class:`~boardsync.errors.SoftBan` (the board exists: the IP or pacing is to blame); else
-  :class:`~boardsync.errors.EmptyData`, as before.
+  without a quote); for a board the directory lists (``Query.witnessed``) it is asked once
+  more, then :class:`~boardsync.errors.SoftBan` (the board exists: the IP or pacing is to
+  blame; a ban answers null again, the upstream's rare null glitch does not, and an IP it hit
+  is kept); else :class:`~boardsync.errors.EmptyData`, as before.
 * **Page budget.** A server returning tiny pages with a huge total could make us send
   thousands of requests from one IP; a plan of more than ``max_pages`` pages is
   :class:`~boardsync.errors.InvalidResponse` (default 200: the largest board, ~3,700
@@ -205,7 +206,8 @@ class Pager(Generic[T]):
 
         Returns:
             :attr:`Step.MORE` to ask ``self.page`` next: the following page, or the same
-            page once more when a planned page came back empty (``data: null`` or no rows).
+            page once more when a planned page came back empty (``data: null`` or no rows),
+            or page 1 of a witnessed query came back ``data: null``.
             :attr:`Step.DONE` when the fetch is complete (``items``, ``total``, ``pages``).
             :attr:`Step.INCOMPLETE` when the pages do not add up (``reason``).
 
@@ -223,6 +225,10 @@ class Pager(Generic[T]):
         if self._finished is not None:
             raise RuntimeError(f"{self.query.what}: take() after {self._finished.value}")
         if self.page == 1:
+            if page.total is None and self.query.witnessed and page.rc != RC_NO_QUOTE \
+                    and not self._asked_again:
+                self._asked_again = True  # a glitch or a ban: one more ask tells them apart
+                return Step.MORE
             self._check_first(page)
         parsed = [self.query.parse_row(row) for row in page.rows]  # garbled row: this page
         if self._plan is None:
