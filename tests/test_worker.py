@@ -90,7 +90,7 @@ class Rig:
 
     def __init__(self, tmp_path: Path, upstream: ScriptedUpstream, ips: int = 5,
                  kinds: tuple[str, ...] = (), learner: Learner | None = None,
-                 **overrides: object) -> None:
+                 ttl_s: float = 3600.0, **overrides: object) -> None:
         self.clock = FakeClock()
         self.settings: Settings = load_settings(
             {"db_url": f"sqlite:///{tmp_path}/b.db", "req_delay_min": 1.0,
@@ -98,7 +98,7 @@ class Rig:
              **overrides}, env={}, config_path=None)
         ip_file = tmp_path / "ips.txt"
         ip_file.write_text("".join(f"10.0.0.{i}:8080\n" for i in range(1, ips + 1)))
-        self.proxies = ProxyManager(StaticListSource(ip_file), max_ips=ips, ttl_s=3600,
+        self.proxies = ProxyManager(StaticListSource(ip_file), max_ips=ips, ttl_s=ttl_s,
                                     bucket=LeakyBucket(0.0, clock=self.clock),
                                     clock=self.clock, rng=random.Random(1))
         self.tasks = LocalTaskQueue()
@@ -170,6 +170,20 @@ def test_a_null_page_the_pager_asks_again_proves_nothing_to_the_learner(
     assert [pn for _, pn, _ in rig.upstream.requests] == [1, 2, 2, 3]
     # four answers, three with data: the null one is no evidence of admission
     assert learner.max_count == 3 and rig.ctx.metrics.requests == 4
+
+
+def test_an_ip_that_ends_while_its_worker_waits_for_pacing_is_not_asked(
+        tmp_path: Path) -> None:
+    """Paced at 0.5/s, the third page is due 4 s after the first, past the IP's 3-s life: the
+    worker takes a fresh IP when its wait ends instead of sending on the dead one."""
+    learner = Learner(Allowance(rate=0.5), probe_bans=0)
+    rig = Rig(tmp_path, ScriptedUpstream(market()), learner=learner, ttl_s=3.0)
+    rig.tasks.put(Task(0, BOARD))
+    (outcome,) = rig.run()
+    assert isinstance(outcome, Fetched) and [m.code for m in outcome.members] == STOCKS
+    via = [ip for _, _, ip in rig.upstream.requests]
+    assert via[0] == via[1] != via[2]  # pages 1-2 on the first IP, page 3 on a fresh one
+    assert rig.proxies.stats().failed == 0
 
 
 def test_a_reset_page_is_asked_again_in_place_and_the_fourth_in_a_row_rotates(

@@ -204,6 +204,8 @@ class Worker:
             return
         while (wait := learner.reserve(current.key, clock.now())) > 0:
             self.wait(wait, stop)  # the identity's allowance, shared with its other workers
+            if not self.slot.live:  # it ended while this worker waited: pace a fresh one
+                return self._hold_and_pace(stop, learned)
 
     def _should_retire(self) -> bool:
         """True when this worker's IP is gone and the work waiting is not worth a new one."""
