@@ -67,7 +67,6 @@ def test_bisects_between_a_far_refusal_and_a_served_gap() -> None:
     sp = CallSpacing(2.0)
     sp.refused(2.0)
     sp.served(8.0)  # e.g. served after a long idle stretch
-    sp.served_s = 8.0
     assert sp.refused_s == 2.0
     assert sp.gap(short=True) == pytest.approx(4.0)  # sqrt(2 x 8)
     assert sp.gap(short=False) == 8.0

@@ -257,14 +257,17 @@ class Worker:
         """
         failures = 0  # failures of this page
         shown: list[Page] = []  # the latest answer to this page
-        got = _kept(shown)
+
+        # judged inside send: a page ``take`` refuses (data:null for a listed board, a soft
+        # ban's sign) or a null one it tolerates proves no allowance
+        def asked() -> R:
+            shown[:] = [self.client.get_page(query, pn, self.slot)]
+            return take(shown[0])
+
         while True:
             self.pace(stop)
             try:
-                # judged inside send: a page ``take`` refuses (data:null for a listed board,
-                # a soft ban's sign) or a null one it tolerates proves no allowance
-                return self.send(lambda: take(got(self.client.get_page(query, pn, self.slot))),
-                                 proof=lambda: bool(shown) and shown[-1].total is not None)
+                return self.send(asked, proof=lambda: shown[0].total is not None)
             except TooManyPages as e:  # the plan, not this page: the attempt fails at once
                 raise self.client.blame(e, self.slot) from None
             except UpstreamError as e:
@@ -383,12 +386,3 @@ class Worker:
             self.ctx.report(Retrying(board, error_class, attempts))
         else:
             self.ctx.report(Failed(board, error_class, str(exc)[:300], attempts))
-
-
-def _kept(into: list[Page]) -> Callable[[Page], Page]:
-    """A pass-through that keeps the latest page in ``into`` (for :meth:`Worker.send`'s
-    proof, judged after ``take`` made its step of it)."""
-    def keep(page: Page) -> Page:
-        into[:] = [page]
-        return page
-    return keep

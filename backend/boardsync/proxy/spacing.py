@@ -87,17 +87,10 @@ class CallSpacing:
         if not (short and self.probe):
             return served
         if not self.refused_s:
-            return max(served / 2.0, self.floor_s) if served > self.floor_s else served
+            return max(served / 2.0, min(served, self.floor_s))  # halved, down to the floor
         if served / self.refused_s <= PRECISION:
             return served
         return math.sqrt(self.refused_s * served)
-
-    def describe(self) -> str:
-        """In words, for ``--explain`` and the run's log."""
-        if self.served_s is None:
-            return f"{self.gap(False):g} s (nothing served at a shorter gap yet)"
-        refused = f", refused at {self.refused_s:.3g} s" if self.refused_s else ""
-        return f"{self.served_s:.3g} s (the shortest gap served{refused})"
 
 
 class PacedCalls:
